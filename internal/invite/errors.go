@@ -1,0 +1,28 @@
+package invite
+
+import "errors"
+
+// Domain errors. Callers wrap them with %w to add detail; exactly one table at
+// the protocol edge (package protocol) maps them to wire codes.
+var (
+	// ErrInvalid: a request parameter is missing, mistyped or out of range.
+	ErrInvalid = errors.New("invalid parameters")
+	// ErrDataTooLarge: a data field is over MaxDataBytes.
+	ErrDataTooLarge = errors.New("data too large")
+	// ErrTooManyInvitees: inviteeList is longer than the configured maximum.
+	ErrTooManyInvitees = errors.New("too many invitees")
+	// ErrNotMember: the inviter or an invitee is not a member of the group.
+	ErrNotMember = errors.New("not a member of the group")
+	// ErrNotFound: no invitation with this ID is known (never was, or it was
+	// dropped after its retention).
+	ErrNotFound = errors.New("invitation not found")
+	// ErrForbidden: the caller is not allowed this action on the invitation.
+	ErrForbidden = errors.New("no permission for this invitation")
+	// ErrEnded: the invitation, or the caller's part in it, has already ended.
+	ErrEnded = errors.New("invitation already ended")
+	// ErrExists: Create was given an ID that is already taken.
+	ErrExists = errors.New("invitation already exists")
+	// ErrUnavailable: the store could not be reached; the change may or may
+	// not have taken effect.
+	ErrUnavailable = errors.New("store unavailable")
+)

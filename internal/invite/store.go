@@ -1,0 +1,44 @@
+package invite
+
+import (
+	"context"
+	"time"
+)
+
+// Store keeps invitations and their deadlines. Implementations: memstore
+// (one process) and redisstore (many nodes). Both must pass the contract
+// suite in package invite/storetest, which holds them to Apply.
+//
+// Every method may fail with an error wrapping ErrUnavailable when the
+// backing service cannot be reached.
+type Store interface {
+	// Create stores a new invitation with every invitee pending. When its
+	// Deadline is set it is entered for ClaimDue; unless OnlineUserOnly, it is
+	// indexed under each invitee for PendingFor. It fails with ErrExists
+	// when the ID is taken.
+	Create(ctx context.Context, inv *Invitation) error
+
+	// Apply performs one transition atomically, exactly as the function
+	// Apply would on the stored invitation at ch.Now, and stores the result.
+	// Concurrent Apply calls on one invitation are serialised, so of two
+	// racing changes to one invitee exactly one succeeds. An ActTimeout that
+	// succeeds, or finds the invitation ended or gone, also forgets its
+	// deadline. Errors: ErrNotFound, ErrForbidden, ErrEnded, ErrNotDue.
+	Apply(ctx context.Context, id string, ch Change) (Outcome, error)
+
+	// Get returns the invitation as it is at now. Errors: ErrNotFound (never
+	// stored, or Dropped at now).
+	Get(ctx context.Context, id string, now int64) (*Invitation, error)
+
+	// PendingFor returns, oldest first, the invitations not sent with
+	// OnlineUserOnly in which user is still pending at now (active, before
+	// its deadline).
+	PendingFor(ctx context.Context, user string, now int64) ([]*Invitation, error)
+
+	// ClaimDue returns up to max IDs of invitations whose deadline is at or
+	// before now, and hides each from other claimers for lease, so that of
+	// many nodes polling one store only one handles a deadline at a time; a
+	// claimer that dies before Apply(ActTimeout) leaves the deadline to
+	// reappear after the lease.
+	ClaimDue(ctx context.Context, now int64, lease time.Duration, max int) ([]string, error)
+}

@@ -1,0 +1,433 @@
+// Package storetest is the contract suite every store must pass: the memory
+// store and the Redis store run the same tests, so that signald behaves the
+// same on one node and on many.
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/signald/signald/internal/group"
+	"github.com/signald/signald/internal/invite"
+)
+
+// Backend is what a store under test implements.
+type Backend interface {
+	invite.Store
+	group.Store
+}
+
+// NewFunc returns a fresh, empty store for one test.
+type NewFunc func(t *testing.T) Backend
+
+const retention = int64(60_000)
+
+// Run runs the whole contract suite against the stores made by newStore.
+func Run(t *testing.T, newStore NewFunc) {
+	t.Run("CreateGet", func(t *testing.T) { testCreateGet(t, newStore(t)) })
+	t.Run("MatchesApply", func(t *testing.T) { testMatchesApply(t, newStore(t)) })
+	t.Run("Dropped", func(t *testing.T) { testDropped(t, newStore(t)) })
+	t.Run("PendingFor", func(t *testing.T) { testPendingFor(t, newStore(t)) })
+	t.Run("ClaimDue", func(t *testing.T) { testClaimDue(t, newStore(t)) })
+	t.Run("Races", func(t *testing.T) { testRaces(t, newStore(t)) })
+	t.Run("Groups", func(t *testing.T) { testGroups(t, newStore(t)) })
+}
+
+var idSeq atomic.Int64
+
+// newInvitation returns an active invitation created at now, as the engine
+// would build it.
+func newInvitation(now int64, inviter string, timeoutSec int, onlineOnly bool, invitees ...string) *invite.Invitation {
+	inv := &invite.Invitation{
+		ID:             fmt.Sprintf("inv-%d-%d", now, idSeq.Add(1)),
+		Inviter:        inviter,
+		Invitees:       invitees,
+		Data:           `{"cmd":"videoCall"}`,
+		Timeout:        timeoutSec,
+		OnlineUserOnly: onlineOnly,
+		CreatedAt:      now,
+		States:         make(map[string]invite.State),
+	}
+	if len(invitees) > 1 {
+		inv.GroupID = "g1"
+	}
+	for _, u := range invitees {
+		inv.States[u] = invite.StatePending
+	}
+	if timeoutSec > 0 {
+		inv.Deadline = now + int64(timeoutSec)*1000
+		inv.Expires = inv.Deadline + retention
+	} else {
+		inv.Expires = now + 24*3600*1000
+	}
+	return inv
+}
+
+func mustCreate(t *testing.T, s Backend, inv *invite.Invitation) {
+	t.Helper()
+	if err := s.Create(context.Background(), inv); err != nil {
+		t.Fatalf("Create(%s): %v", inv.ID, err)
+	}
+}
+
+// nowMs is close to the real clock because Redis expires keys on its own
+// clock: times far in the past would make it drop them at once.
+func nowMs() int64 { return time.Now().UnixMilli() }
+
+func testCreateGet(t *testing.T, s Backend) {
+	ctx := context.Background()
+	now := nowMs()
+	inv := newInvitation(now, "alice", 30, false, "bob", "carol")
+	inv.Data = "with \"quotes\", unicode ✓ and \x00 bytes"
+	mustCreate(t, s, inv)
+	got, err := s.Get(ctx, inv.ID, now+1)
+	if err != nil {
+		t.Fatalf("Get: %v", err)
+	}
+	if !reflect.DeepEqual(got, inv) {
+		t.Fatalf("Get returned\n%+v\nwant\n%+v", got, inv)
+	}
+	if err := s.Create(ctx, inv); !errors.Is(err, invite.ErrExists) {
+		t.Fatalf("second Create: got %v, want ErrExists", err)
+	}
+	if _, err := s.Get(ctx, "no-such-id", now); !errors.Is(err, invite.ErrNotFound) {
+		t.Fatalf("Get unknown: got %v, want ErrNotFound", err)
+	}
+	if _, err := s.Apply(ctx, "no-such-id", invite.Change{Action: invite.ActAccept, Actor: "bob", Now: now}); !errors.Is(err, invite.ErrNotFound) {
+		t.Fatalf("Apply unknown: got %v, want ErrNotFound", err)
+	}
+}
+
+// testMatchesApply drives a store and the pure transition function with the
+// same random sequences of changes and requires identical results at every
+// step: the store is Apply, made durable and atomic.
+func testMatchesApply(t *testing.T, s Backend) {
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(1, 2))
+	users := []string{"alice", "bob", "carol", "dave", "mallory"}
+	actions := []invite.Action{invite.ActAccept, invite.ActReject, invite.ActCancel, invite.ActModify, invite.ActTimeout}
+	for round := range 60 {
+		base := nowMs()
+		timeout := []int{0, 5, 30}[round%3]
+		invitees := []string{"bob"}
+		if round%2 == 1 {
+			invitees = []string{"bob", "carol", "dave"}
+		}
+		model := newInvitation(base, "alice", timeout, round%4 == 0, invitees...)
+		mustCreate(t, s, model)
+		now := base
+		for step := range 8 {
+			now += int64(rng.IntN(4000))
+			ch := invite.Change{
+				Action:    actions[rng.IntN(len(actions))],
+				Actor:     users[rng.IntN(len(users))],
+				Data:      fmt.Sprintf("d%d.%d", round, step),
+				Now:       now,
+				Retention: retention,
+			}
+			if ch.Action == invite.ActTimeout {
+				ch.Actor, ch.Data = "", ""
+			}
+			want, wantErr := invite.Apply(model, ch)
+			got, gotErr := s.Apply(ctx, model.ID, ch)
+			if !sameErr(gotErr, wantErr) {
+				t.Fatalf("round %d step %d %+v on %+v: store error %v, Apply error %v", round, step, ch, model, gotErr, wantErr)
+			}
+			if wantErr != nil {
+				continue
+			}
+			if !reflect.DeepEqual(got.Invitation, want.Invitation) || !slices.Equal(got.Changed, want.Changed) || got.Ended != want.Ended {
+				t.Fatalf("round %d step %d %+v: store outcome\n%+v %v %v\nApply outcome\n%+v %v %v",
+					round, step, ch, got.Invitation, got.Changed, got.Ended, want.Invitation, want.Changed, want.Ended)
+			}
+			model = want.Invitation
+			stored, err := s.Get(ctx, model.ID, now)
+			if invite.Dropped(model, now) {
+				if !errors.Is(err, invite.ErrNotFound) {
+					t.Fatalf("Get of a dropped invitation: %v", err)
+				}
+				continue
+			}
+			if err != nil || !reflect.DeepEqual(stored, model) {
+				t.Fatalf("round %d step %d: Get after Apply = %+v, %v; want %+v", round, step, stored, err, model)
+			}
+		}
+	}
+}
+
+func sameErr(got, want error) bool {
+	if want == nil || got == nil {
+		return want == nil && got == nil
+	}
+	return errors.Is(got, want)
+}
+
+func testDropped(t *testing.T, s Backend) {
+	ctx := context.Background()
+	now := nowMs()
+	// Never ends, no deadline: dropped at its maximum lifetime, no event.
+	forever := newInvitation(now, "alice", 0, false, "bob")
+	forever.Expires = now + 10_000
+	mustCreate(t, s, forever)
+	if _, err := s.Get(ctx, forever.ID, now+9_999); err != nil {
+		t.Fatalf("Get before lifetime: %v", err)
+	}
+	if _, err := s.Get(ctx, forever.ID, now+10_000); !errors.Is(err, invite.ErrNotFound) {
+		t.Fatalf("Get at lifetime: got %v, want ErrNotFound", err)
+	}
+	if _, err := s.Apply(ctx, forever.ID, invite.Change{Action: invite.ActAccept, Actor: "bob", Now: now + 10_000}); !errors.Is(err, invite.ErrNotFound) {
+		t.Fatalf("accept at lifetime: got %v, want ErrNotFound", err)
+	}
+	if got, _ := s.PendingFor(ctx, "bob", now+10_000); len(got) != 0 {
+		t.Fatalf("PendingFor lists an invitation past its lifetime: %+v", got)
+	}
+
+	// Ended: readable for the retention, then gone.
+	inv := newInvitation(now, "alice", 30, false, "bob")
+	mustCreate(t, s, inv)
+	out, err := s.Apply(ctx, inv.ID, invite.Change{Action: invite.ActReject, Actor: "bob", Now: now + 100, Retention: retention})
+	if err != nil || !out.Ended {
+		t.Fatalf("reject: %+v, %v", out, err)
+	}
+	if _, err := s.Get(ctx, inv.ID, now+100+retention-1); err != nil {
+		t.Fatalf("Get within retention: %v", err)
+	}
+	if _, err := s.Get(ctx, inv.ID, now+100+retention); !errors.Is(err, invite.ErrNotFound) {
+		t.Fatalf("Get after retention: got %v, want ErrNotFound", err)
+	}
+}
+
+func testPendingFor(t *testing.T, s Backend) {
+	ctx := context.Background()
+	now := nowMs()
+	first := newInvitation(now, "alice", 30, false, "bob")
+	second := newInvitation(now+1, "carol", 0, false, "bob", "dave")
+	online := newInvitation(now+2, "alice", 30, true, "bob")
+	answered := newInvitation(now+3, "alice", 30, false, "bob")
+	for _, inv := range []*invite.Invitation{second, first, online, answered} {
+		mustCreate(t, s, inv)
+	}
+	if _, err := s.Apply(ctx, answered.ID, invite.Change{Action: invite.ActAccept, Actor: "bob", Now: now + 4, Retention: retention}); err != nil {
+		t.Fatal(err)
+	}
+	ids := func(user string, at int64) []string {
+		t.Helper()
+		invs, err := s.PendingFor(ctx, user, at)
+		if err != nil {
+			t.Fatalf("PendingFor(%s): %v", user, err)
+		}
+		var out []string
+		for _, inv := range invs {
+			out = append(out, inv.ID)
+		}
+		return out
+	}
+	if got, want := ids("bob", now+5), []string{first.ID, second.ID}; !slices.Equal(got, want) {
+		t.Fatalf("PendingFor(bob) = %v, want %v (oldest first, no onlineUserOnly, no answered)", got, want)
+	}
+	if got := ids("alice", now+5); len(got) != 0 {
+		t.Fatalf("an inviter has nothing pending, got %v", got)
+	}
+	// Past the first one's deadline it is no longer to be rung.
+	if got, want := ids("bob", first.Deadline), []string{second.ID}; !slices.Equal(got, want) {
+		t.Fatalf("PendingFor(bob) at the deadline = %v, want %v", got, want)
+	}
+	// Modified data is what a late login sees.
+	if _, err := s.Apply(ctx, second.ID, invite.Change{Action: invite.ActModify, Actor: "carol", Data: "new", Now: now + 6}); err != nil {
+		t.Fatal(err)
+	}
+	invs, err := s.PendingFor(ctx, "dave", now+7)
+	if err != nil || len(invs) != 1 || invs[0].Data != "new" {
+		t.Fatalf("PendingFor(dave) after modify = %+v, %v", invs, err)
+	}
+	if _, err := s.Apply(ctx, second.ID, invite.Change{Action: invite.ActCancel, Actor: "carol", Now: now + 8, Retention: retention}); err != nil {
+		t.Fatal(err)
+	}
+	if got := ids("dave", now+9); len(got) != 0 {
+		t.Fatalf("PendingFor(dave) after cancel = %v", got)
+	}
+}
+
+func testClaimDue(t *testing.T, s Backend) {
+	ctx := context.Background()
+	now := nowMs()
+	lease := 5 * time.Second
+	inv := newInvitation(now, "alice", 2, false, "bob")
+	never := newInvitation(now, "alice", 0, false, "bob")
+	mustCreate(t, s, inv)
+	mustCreate(t, s, never)
+	claim := func(at int64) []string {
+		t.Helper()
+		ids, err := s.ClaimDue(ctx, at, lease, 100)
+		if err != nil {
+			t.Fatalf("ClaimDue: %v", err)
+		}
+		return ids
+	}
+	if got := claim(inv.Deadline - 1); len(got) != 0 {
+		t.Fatalf("claimed before the deadline: %v", got)
+	}
+	if got := claim(inv.Deadline); !slices.Equal(got, []string{inv.ID}) {
+		t.Fatalf("ClaimDue at the deadline = %v, want [%s]", got, inv.ID)
+	}
+	if got := claim(inv.Deadline + 1); len(got) != 0 {
+		t.Fatalf("claimed again within the lease: %v", got)
+	}
+	// The claimer died: after the lease someone else gets it.
+	after := inv.Deadline + lease.Milliseconds()
+	if got := claim(after); !slices.Equal(got, []string{inv.ID}) {
+		t.Fatalf("ClaimDue after the lease = %v, want [%s]", got, inv.ID)
+	}
+	out, err := s.Apply(ctx, inv.ID, invite.Change{Action: invite.ActTimeout, Now: after, Retention: retention})
+	if err != nil || !out.Ended || !slices.Equal(out.Changed, []string{"bob"}) || out.Invitation.States["bob"] != invite.StateTimeout {
+		t.Fatalf("timeout: %+v, %v", out, err)
+	}
+	if got := claim(after + 2*lease.Milliseconds()); len(got) != 0 {
+		t.Fatalf("claimed after the timeout fired: %v", got)
+	}
+	if _, err := s.Apply(ctx, inv.ID, invite.Change{Action: invite.ActTimeout, Now: after + 1, Retention: retention}); !errors.Is(err, invite.ErrEnded) {
+		t.Fatalf("second timeout: got %v, want ErrEnded", err)
+	}
+
+	// An invitation that ended before its deadline is claimed once and then
+	// forgotten when its timeout finds it ended.
+	early := newInvitation(now, "alice", 1, false, "bob")
+	mustCreate(t, s, early)
+	if _, err := s.Apply(ctx, early.ID, invite.Change{Action: invite.ActAccept, Actor: "bob", Now: now + 1, Retention: retention}); err != nil {
+		t.Fatal(err)
+	}
+	ids := claim(early.Deadline)
+	if slices.Contains(ids, early.ID) {
+		if _, err := s.Apply(ctx, early.ID, invite.Change{Action: invite.ActTimeout, Now: early.Deadline, Retention: retention}); !errors.Is(err, invite.ErrEnded) {
+			t.Fatalf("timeout of an ended invitation: got %v, want ErrEnded", err)
+		}
+	}
+	if got := claim(early.Deadline + 2*lease.Milliseconds()); slices.Contains(got, early.ID) {
+		t.Fatalf("an ended invitation keeps being claimed: %v", got)
+	}
+	if got := claim(now + 48*3600*1000); slices.Contains(got, never.ID) {
+		t.Fatalf("an invitation with timeout 0 was claimed: %v", got)
+	}
+}
+
+// testRaces runs accept, reject, cancel and timeout against one invitation
+// at once, many times: every invitee must change state exactly once.
+func testRaces(t *testing.T, s Backend) {
+	ctx := context.Background()
+	for range 100 {
+		now := nowMs()
+		inv := newInvitation(now, "alice", 1, false, "bob", "carol")
+		mustCreate(t, s, inv)
+		at := inv.Deadline - 1 + int64(rand.IntN(2)) // before or at the deadline
+		changes := []invite.Change{
+			{Action: invite.ActAccept, Actor: "bob"}, {Action: invite.ActReject, Actor: "bob"},
+			{Action: invite.ActAccept, Actor: "carol"}, {Action: invite.ActReject, Actor: "carol"},
+			{Action: invite.ActCancel, Actor: "alice"}, {Action: invite.ActTimeout},
+			{Action: invite.ActAccept, Actor: "bob"}, {Action: invite.ActCancel, Actor: "alice"},
+		}
+		var mu sync.Mutex
+		changedBy := map[string]int{}
+		ended := 0
+		var wg sync.WaitGroup
+		for _, ch := range changes {
+			ch.Now, ch.Retention = at, retention
+			wg.Go(func() {
+				out, err := s.Apply(ctx, inv.ID, ch)
+				if err != nil {
+					if !errors.Is(err, invite.ErrEnded) && !errors.Is(err, invite.ErrNotDue) {
+						t.Errorf("%+v: unexpected error %v", ch, err)
+					}
+					return
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				for _, u := range out.Changed {
+					changedBy[u]++
+				}
+				if out.Ended {
+					ended++
+				}
+			})
+		}
+		wg.Wait()
+		if changedBy["bob"] != 1 || changedBy["carol"] != 1 || ended != 1 {
+			t.Fatalf("invitation %s: changes per invitee %v, ended %d times; want each once", inv.ID, changedBy, ended)
+		}
+		got, err := s.Get(ctx, inv.ID, at)
+		if err != nil || got.Active() {
+			t.Fatalf("after the race: %+v, %v", got, err)
+		}
+	}
+}
+
+func testGroups(t *testing.T, s Backend) {
+	ctx := context.Background()
+	if _, err := s.Members(ctx, "nope"); !errors.Is(err, group.ErrNotFound) {
+		t.Fatalf("Members of a missing group: got %v, want ErrNotFound", err)
+	}
+	if _, err := s.FirstNonMember(ctx, "nope", []string{"a"}); !errors.Is(err, group.ErrNotFound) {
+		t.Fatalf("FirstNonMember of a missing group: got %v, want ErrNotFound", err)
+	}
+	if err := s.RemoveMember(ctx, "nope", "a"); !errors.Is(err, group.ErrNotFound) {
+		t.Fatalf("RemoveMember of a missing group: got %v, want ErrNotFound", err)
+	}
+	if err := s.Delete(ctx, "nope"); !errors.Is(err, group.ErrNotFound) {
+		t.Fatalf("Delete of a missing group: got %v, want ErrNotFound", err)
+	}
+	empty, err := s.AddMembers(ctx, "empty", nil)
+	if err != nil || len(empty) != 0 {
+		t.Fatalf("AddMembers(empty) = %v, %v", empty, err)
+	}
+	if m, err := s.Members(ctx, "empty"); err != nil || len(m) != 0 {
+		t.Fatalf("an empty group must exist: %v, %v", m, err)
+	}
+	if u, err := s.FirstNonMember(ctx, "empty", []string{"a"}); err != nil || u != "a" {
+		t.Fatalf("FirstNonMember(empty group) = %q, %v", u, err)
+	}
+	got, err := s.AddMembers(ctx, "g", []string{"carol", "alice"})
+	if err != nil || !slices.Equal(got, []string{"alice", "carol"}) {
+		t.Fatalf("AddMembers = %v, %v", got, err)
+	}
+	got, err = s.AddMembers(ctx, "g", []string{"bob", "alice"})
+	if err != nil || !slices.Equal(got, []string{"alice", "bob", "carol"}) {
+		t.Fatalf("AddMembers again = %v, %v", got, err)
+	}
+	if u, err := s.FirstNonMember(ctx, "g", []string{"alice", "zed", "bob", "yan"}); err != nil || u != "zed" {
+		t.Fatalf("FirstNonMember = %q, %v; want zed", u, err)
+	}
+	if u, err := s.FirstNonMember(ctx, "g", []string{"carol", "bob"}); err != nil || u != "" {
+		t.Fatalf("FirstNonMember of members = %q, %v", u, err)
+	}
+	if err := s.RemoveMember(ctx, "g", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RemoveMember(ctx, "g", "not-a-member"); err != nil {
+		t.Fatalf("removing a non-member: %v", err)
+	}
+	if m, _ := s.Members(ctx, "g"); !slices.Equal(m, []string{"alice", "carol"}) {
+		t.Fatalf("Members after remove = %v", m)
+	}
+	// Removing the last member leaves an empty group, not a missing one.
+	for _, u := range []string{"alice", "carol"} {
+		if err := s.RemoveMember(ctx, "g", u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m, err := s.Members(ctx, "g"); err != nil || len(m) != 0 {
+		t.Fatalf("group emptied by removals: %v, %v", m, err)
+	}
+	if err := s.Delete(ctx, "g"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Members(ctx, "g"); !errors.Is(err, group.ErrNotFound) {
+		t.Fatalf("Members after Delete: %v", err)
+	}
+}

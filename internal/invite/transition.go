@@ -1,0 +1,143 @@
+package invite
+
+import "errors"
+
+// Action is a state change requested on an existing invitation.
+type Action string
+
+// The actions. Every one of them changes an invitation at most once: a
+// repeated or racing action finds the invitee no longer pending and fails
+// with ErrEnded.
+const (
+	ActAccept  Action = "accept"
+	ActReject  Action = "reject"
+	ActCancel  Action = "cancel"
+	ActModify  Action = "modify"
+	ActTimeout Action = "timeout"
+)
+
+// Change is one requested transition: who asks for what, and when.
+type Change struct {
+	Action Action
+	Actor  string // the user asking; "" for ActTimeout, which the server fires
+	Data   string // carried by accept, reject, cancel and modify
+	Now    int64  // ms, on the server's clock
+	// Retention is how long (ms) an invitation stays readable after it ends;
+	// the transition that ends it sets Expires = Now + Retention.
+	Retention int64
+}
+
+// Outcome is what a successful transition did.
+type Outcome struct {
+	Invitation *Invitation // the invitation after the change
+	// Changed lists the invitees whose state this change set, in invitation
+	// order: the actor for accept and reject, every pending invitee for cancel
+	// and timeout, none for modify.
+	Changed []string
+	// Ended is true when this change ended the invitation.
+	Ended bool
+}
+
+// ErrNotDue is returned for ActTimeout on an active invitation whose deadline
+// has not been reached (a clock behind the claimer's, or no deadline at all).
+// It is not a protocol error: the timeout loop simply leaves it.
+var ErrNotDue = errors.New("deadline not reached")
+
+// Dropped reports whether a store should treat inv as gone at now: past its
+// maximum lifetime if it never ended, or past its retention if it did.
+func Dropped(inv *Invitation, now int64) bool {
+	return inv.Expires > 0 && now >= inv.Expires
+}
+
+// Apply is the transition function: given an invitation and a change it
+// returns the invitation after the change, or the domain error that refuses
+// it. It does not modify inv. Every store must behave exactly as Apply does;
+// the Redis store's Lua script is a transcription of it, and the store
+// contract suite holds both to the same table.
+//
+// The order of checks is the protocol's: unknown (ErrNotFound), then
+// permission (ErrForbidden, whether or not the invitation has ended), then
+// state (ErrEnded). An invitation whose deadline has passed counts as ended
+// for every caller, even before the timeout loop has fired it, so that an
+// accept at the deadline and the timeout cannot both win.
+func Apply(inv *Invitation, ch Change) (Outcome, error) {
+	if inv == nil || Dropped(inv, ch.Now) {
+		return Outcome{}, ErrNotFound
+	}
+	isInviter := ch.Actor == inv.Inviter
+	isInvitee := inv.IsInvitee(ch.Actor)
+	switch ch.Action {
+	case ActAccept, ActReject:
+		if !isInvitee {
+			return Outcome{}, ErrForbidden
+		}
+	case ActCancel, ActModify:
+		if !isInviter {
+			return Outcome{}, ErrForbidden
+		}
+	case ActTimeout:
+		if !inv.Active() {
+			return Outcome{}, ErrEnded
+		}
+		if inv.Deadline == 0 || ch.Now < inv.Deadline {
+			return Outcome{}, ErrNotDue
+		}
+	default:
+		return Outcome{}, ErrInvalid
+	}
+	if ch.Action != ActTimeout && (!inv.Active() || pastDeadline(inv, ch.Now)) {
+		return Outcome{}, ErrEnded
+	}
+
+	next := inv.Clone()
+	var out Outcome
+	switch ch.Action {
+	case ActAccept, ActReject:
+		if next.States[ch.Actor] != StatePending {
+			return Outcome{}, ErrEnded
+		}
+		next.States[ch.Actor] = StateAccepted
+		if ch.Action == ActReject {
+			next.States[ch.Actor] = StateRejected
+		}
+		out.Changed = []string{ch.Actor}
+	case ActCancel:
+		out.Changed = setPending(next, StateCancelled)
+	case ActTimeout:
+		out.Changed = setPending(next, StateTimeout)
+	case ActModify:
+		next.Data = ch.Data
+	}
+	if !anyPending(next) {
+		next.EndedAt = ch.Now
+		next.Expires = ch.Now + ch.Retention
+		out.Ended = true
+	}
+	out.Invitation = next
+	return out, nil
+}
+
+func pastDeadline(inv *Invitation, now int64) bool {
+	return inv.Deadline > 0 && now >= inv.Deadline
+}
+
+// setPending moves every pending invitee to s and returns them in order.
+func setPending(inv *Invitation, s State) []string {
+	var changed []string
+	for _, u := range inv.Invitees {
+		if inv.States[u] == StatePending {
+			inv.States[u] = s
+			changed = append(changed, u)
+		}
+	}
+	return changed
+}
+
+func anyPending(inv *Invitation) bool {
+	for _, s := range inv.States {
+		if s == StatePending {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,278 @@
+// Package memstore is the embedded, single-process store: invitations,
+// deadlines and groups in memory behind one mutex. It is the default when no
+// Redis is configured; nothing survives a restart.
+package memstore
+
+import (
+	"cmp"
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/signald/signald/internal/group"
+	"github.com/signald/signald/internal/invite"
+)
+
+// Store implements invite.Store and group.Store in memory.
+//
+// Dropped invitations (past their maximum lifetime or retention) are treated
+// as gone by every read at once, and their memory is reclaimed on the next
+// ClaimDue, which the engine's timeout loop calls every poll interval; this
+// keeps the store free of goroutines of its own.
+type Store struct {
+	mu        sync.Mutex
+	invs      map[string]*invite.Invitation  // guarded by mu
+	pending   map[string]map[string]struct{} // user → IDs it may be pending in; guarded by mu
+	deadlines map[string]int64               // ID → when ClaimDue may return it; guarded by mu
+	dueQ      timeHeap                       // lazy queue over deadlines; guarded by mu
+	expiryQ   timeHeap                       // lazy queue over invs' Expires; guarded by mu
+	groups    map[string]map[string]struct{} // guarded by mu
+}
+
+// New returns an empty store.
+func New() *Store {
+	return &Store{
+		invs:      make(map[string]*invite.Invitation),
+		pending:   make(map[string]map[string]struct{}),
+		deadlines: make(map[string]int64),
+		groups:    make(map[string]map[string]struct{}),
+	}
+}
+
+// Ping always succeeds: memory is always reachable.
+func (s *Store) Ping(context.Context) error { return nil }
+
+// Create implements invite.Store.
+func (s *Store) Create(_ context.Context, inv *invite.Invitation) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.invs[inv.ID]; ok {
+		return fmt.Errorf("create %s: %w", inv.ID, invite.ErrExists)
+	}
+	c := inv.Clone()
+	s.invs[c.ID] = c
+	if c.Deadline > 0 {
+		s.deadlines[c.ID] = c.Deadline
+		heap.Push(&s.dueQ, timed{c.Deadline, c.ID})
+	}
+	if c.Expires > 0 {
+		heap.Push(&s.expiryQ, timed{c.Expires, c.ID})
+	}
+	if !c.OnlineUserOnly {
+		for _, u := range c.Invitees {
+			ids := s.pending[u]
+			if ids == nil {
+				ids = make(map[string]struct{})
+				s.pending[u] = ids
+			}
+			ids[c.ID] = struct{}{}
+		}
+	}
+	return nil
+}
+
+// Apply implements invite.Store.
+func (s *Store) Apply(_ context.Context, id string, ch invite.Change) (invite.Outcome, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	inv := s.invs[id]
+	out, err := invite.Apply(inv, ch)
+	if ch.Action == invite.ActTimeout && !errors.Is(err, invite.ErrNotDue) {
+		delete(s.deadlines, id)
+	}
+	if err != nil {
+		return invite.Outcome{}, fmt.Errorf("%s %s: %w", ch.Action, id, err)
+	}
+	next := out.Invitation
+	s.invs[id] = next
+	for _, u := range out.Changed {
+		s.unindex(u, id)
+	}
+	if out.Ended {
+		delete(s.deadlines, id)
+		heap.Push(&s.expiryQ, timed{next.Expires, id})
+	}
+	return invite.Outcome{Invitation: next.Clone(), Changed: out.Changed, Ended: out.Ended}, nil
+}
+
+// Get implements invite.Store.
+func (s *Store) Get(_ context.Context, id string, now int64) (*invite.Invitation, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	inv := s.invs[id]
+	if inv == nil || invite.Dropped(inv, now) {
+		return nil, fmt.Errorf("get %s: %w", id, invite.ErrNotFound)
+	}
+	return inv.Clone(), nil
+}
+
+// PendingFor implements invite.Store.
+func (s *Store) PendingFor(_ context.Context, user string, now int64) ([]*invite.Invitation, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*invite.Invitation
+	for id := range s.pending[user] {
+		inv := s.invs[id]
+		if inv == nil || invite.Dropped(inv, now) || !inv.Active() || inv.States[user] != invite.StatePending {
+			s.unindex(user, id)
+			continue
+		}
+		if inv.Deadline > 0 && now >= inv.Deadline {
+			continue // timed out, though not yet fired: not to be rung
+		}
+		out = append(out, inv.Clone())
+	}
+	slices.SortFunc(out, func(a, b *invite.Invitation) int {
+		return cmp.Or(cmp.Compare(a.CreatedAt, b.CreatedAt), cmp.Compare(a.ID, b.ID))
+	})
+	return out, nil
+}
+
+// ClaimDue implements invite.Store. It also reclaims the memory of dropped
+// invitations.
+func (s *Store) ClaimDue(_ context.Context, now int64, lease time.Duration, max int) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sweep(now)
+	var ids []string
+	var reclaimed []timed
+	for len(ids) < max && s.dueQ.Len() > 0 && s.dueQ[0].at <= now {
+		e := heap.Pop(&s.dueQ).(timed)
+		if at, ok := s.deadlines[e.id]; !ok || at != e.at {
+			continue // stale: handled, or re-queued under a later time
+		}
+		until := now + lease.Milliseconds()
+		s.deadlines[e.id] = until
+		reclaimed = append(reclaimed, timed{until, e.id})
+		ids = append(ids, e.id)
+	}
+	for _, e := range reclaimed {
+		heap.Push(&s.dueQ, e)
+	}
+	return ids, nil
+}
+
+// sweep forgets invitations dropped at now. Called with mu held.
+func (s *Store) sweep(now int64) {
+	for s.expiryQ.Len() > 0 && s.expiryQ[0].at <= now {
+		e := heap.Pop(&s.expiryQ).(timed)
+		inv := s.invs[e.id]
+		if inv == nil || !invite.Dropped(inv, now) {
+			continue // already gone, or its expiry moved
+		}
+		delete(s.invs, e.id)
+		delete(s.deadlines, e.id)
+		for _, u := range inv.Invitees {
+			s.unindex(u, e.id)
+		}
+	}
+}
+
+func (s *Store) unindex(user, id string) {
+	if ids := s.pending[user]; ids != nil {
+		delete(ids, id)
+		if len(ids) == 0 {
+			delete(s.pending, user)
+		}
+	}
+}
+
+// AddMembers implements group.Store.
+func (s *Store) AddMembers(_ context.Context, groupID string, members []string) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.groups[groupID]
+	if g == nil {
+		g = make(map[string]struct{})
+		s.groups[groupID] = g
+	}
+	for _, m := range members {
+		g[m] = struct{}{}
+	}
+	return sortedKeys(g), nil
+}
+
+// RemoveMember implements group.Store.
+func (s *Store) RemoveMember(_ context.Context, groupID, userID string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.groups[groupID]
+	if g == nil {
+		return fmt.Errorf("group %s: %w", groupID, group.ErrNotFound)
+	}
+	delete(g, userID)
+	return nil
+}
+
+// Members implements group.Store.
+func (s *Store) Members(_ context.Context, groupID string) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.groups[groupID]
+	if g == nil {
+		return nil, fmt.Errorf("group %s: %w", groupID, group.ErrNotFound)
+	}
+	return sortedKeys(g), nil
+}
+
+// Delete implements group.Store.
+func (s *Store) Delete(_ context.Context, groupID string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.groups[groupID] == nil {
+		return fmt.Errorf("group %s: %w", groupID, group.ErrNotFound)
+	}
+	delete(s.groups, groupID)
+	return nil
+}
+
+// FirstNonMember implements group.Store.
+func (s *Store) FirstNonMember(_ context.Context, groupID string, users []string) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.groups[groupID]
+	if g == nil {
+		return "", fmt.Errorf("group %s: %w", groupID, group.ErrNotFound)
+	}
+	for _, u := range users {
+		if _, ok := g[u]; !ok {
+			return u, nil
+		}
+	}
+	return "", nil
+}
+
+func sortedKeys(m map[string]struct{}) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// timed is an entry of a timeHeap: an invitation ID due at a time (ms).
+type timed struct {
+	at int64
+	id string
+}
+
+// timeHeap is a min-heap of timed entries. Entries are never updated in
+// place: a newer entry is pushed and the old one recognised as stale when
+// popped, which keeps every operation O(log n).
+type timeHeap []timed
+
+func (h timeHeap) Len() int           { return len(h) }
+func (h timeHeap) Less(i, j int) bool { return h[i].at < h[j].at }
+func (h timeHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *timeHeap) Push(x any)        { *h = append(*h, x.(timed)) }
+func (h *timeHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return e
+}
