@@ -106,6 +106,12 @@ func (r *Request) lookup(name string) (json.RawMessage, bool) {
 	return raw, true
 }
 
+// Has reports whether a parameter is present and not null.
+func (r *Request) Has(name string) bool {
+	_, ok := r.lookup(name)
+	return ok
+}
+
 func (r *Request) optString(name string) (string, bool, error) {
 	raw, ok := r.lookup(name)
 	if !ok {
@@ -263,6 +269,10 @@ func (r Reply) Encode() []byte {
 type LoginData struct {
 	UserID     string `json:"userID"`
 	ServerTime int64  `json:"serverTime"`
+	// LastEventID is the newest kept event's ID for this user ("" if none).
+	LastEventID string `json:"lastEventID"`
+	// Recovered is present only when the login carried lastEventID.
+	Recovered *bool `json:"recovered,omitempty"`
 }
 
 // PingData is the data of a ping reply.

@@ -1,0 +1,127 @@
+// Package push delivers frames to users: the hub of live connections on
+// this instance, and the requests for offline push notifications for users
+// who have none. It knows nothing of invitations; it moves opaque frames.
+package push
+
+import (
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Sink is one live connection as the hub sees it.
+type Sink interface {
+	// Session identifies the connection, unique within this process.
+	Session() uint64
+	// Send queues a frame without blocking. A connection that cannot keep
+	// up closes itself; Send then reports false.
+	Send(frame []byte) bool
+}
+
+// Hub maps users to their live connections on this instance. A user may
+// have many (a phone and a laptop); a delivery reaches every one of them.
+type Hub struct {
+	mu    sync.RWMutex
+	users map[string]map[uint64]Sink // guarded by mu
+
+	conns       prometheus.Gauge
+	onlineUsers prometheus.Gauge
+	delivered   *prometheus.CounterVec
+	dropped     prometheus.Counter
+}
+
+// NewHub returns an empty hub whose metrics are registered on reg.
+func NewHub(reg prometheus.Registerer) (*Hub, error) {
+	h := &Hub{
+		users: make(map[string]map[uint64]Sink),
+		conns: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "signald_connections",
+			Help: "Logged-in WebSocket connections on this instance.",
+		}),
+		onlineUsers: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "signald_online_users",
+			Help: "Users with at least one logged-in connection on this instance.",
+		}),
+		delivered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "signald_events_delivered_total",
+			Help: "Event frames queued to live connections, by event.",
+		}, []string{"event"}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "signald_events_dropped_total",
+			Help: "Event frames not queued because the connection was too slow and was closed.",
+		}),
+	}
+	for _, c := range []prometheus.Collector{h.conns, h.onlineUsers, h.delivered, h.dropped} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return h, nil
+}
+
+// Register adds a logged-in connection of user.
+func (h *Hub) Register(user string, s Sink) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	m := h.users[user]
+	if m == nil {
+		m = make(map[uint64]Sink)
+		h.users[user] = m
+		h.onlineUsers.Inc()
+	}
+	if _, dup := m[s.Session()]; !dup {
+		m[s.Session()] = s
+		h.conns.Inc()
+	}
+}
+
+// Unregister removes a connection; unknown ones are ignored.
+func (h *Hub) Unregister(user string, s Sink) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	m := h.users[user]
+	if _, ok := m[s.Session()]; !ok {
+		return
+	}
+	delete(m, s.Session())
+	h.conns.Dec()
+	if len(m) == 0 {
+		delete(h.users, user)
+		h.onlineUsers.Dec()
+	}
+}
+
+// Online reports whether user has a live connection on this instance.
+func (h *Hub) Online(user string) bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.users[user]) > 0
+}
+
+// Deliver queues frame to every live connection of user but the one whose
+// session is except (0: none) and returns how many took it. It never
+// blocks: Sink.Send does not, and the sinks are collected before sending
+// so that the hub's lock is not held while connections work.
+func (h *Hub) Deliver(user string, frame []byte, except uint64, event string) int {
+	var buf [4]Sink
+	sinks := buf[:0]
+	h.mu.RLock()
+	for sess, s := range h.users[user] {
+		if sess != except {
+			sinks = append(sinks, s)
+		}
+	}
+	h.mu.RUnlock()
+	n := 0
+	for _, s := range sinks {
+		if s.Send(frame) {
+			n++
+		} else {
+			h.dropped.Inc()
+		}
+	}
+	if n > 0 {
+		h.delivered.WithLabelValues(event).Add(float64(n))
+	}
+	return n
+}

@@ -1,0 +1,253 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/signald/signald/internal/invite"
+	"github.com/signald/signald/internal/protocol"
+)
+
+// handler serves one op for a logged-in connection and returns the reply's
+// data. Parameter errors wrap protocol.ErrBadParam; the rest are domain
+// errors, turned into codes by codeOf.
+type handler func(c *conn, ctx context.Context, r *protocol.Request) (any, error)
+
+var handlers = map[string]handler{
+	protocol.OpInvite:           (*conn).opInvite,
+	protocol.OpInviteInGroup:    (*conn).opInviteInGroup,
+	protocol.OpCancel:           opChange(func(e Engine) changeFunc { return e.Cancel }, false),
+	protocol.OpAccept:           opChange(func(e Engine) changeFunc { return e.Accept }, false),
+	protocol.OpReject:           opChange(func(e Engine) changeFunc { return e.Reject }, false),
+	protocol.OpModifyInvitation: opChange(func(e Engine) changeFunc { return e.Modify }, true),
+	protocol.OpGetSignalingInfo: (*conn).opGet,
+	protocol.OpPing: func(*conn, context.Context, *protocol.Request) (any, error) {
+		return protocol.PingData{ServerTime: time.Now().UnixMilli()}, nil
+	},
+}
+
+// serve answers one frame. It runs on the reader with reqMu held.
+func (c *conn) serve(ctx context.Context, frame []byte) {
+	start := time.Now()
+	req, err := protocol.DecodeRequest(frame)
+	if err != nil {
+		c.answer("malformed", 0, start, nil, err)
+		return
+	}
+	op := req.Op
+	if _, known := handlers[op]; !known && op != protocol.OpLogin {
+		op = "unknown" // a metric label must not be a client's string
+	}
+	switch {
+	case !c.loggedIn.Load() && req.Op == protocol.OpLogin:
+		c.login(ctx, req, start)
+	case !c.loggedIn.Load():
+		c.answerCode(op, req.ID, start, protocol.CodeNotLoggedIn, "log in first")
+	case req.Op == protocol.OpLogin:
+		c.answerCode(op, req.ID, start, protocol.CodeInvalidParams, "already logged in")
+	case !c.limiter.Allow():
+		c.answerCode(op, req.ID, start, protocol.CodeRateLimited, "request rate limit exceeded")
+	case op == "unknown":
+		c.answerCode(op, req.ID, start, protocol.CodeInvalidParams, fmt.Sprintf("unknown op %q", req.Op))
+	default:
+		rctx, cancel := context.WithTimeout(ctx, c.srv.cfg.RequestTimeout)
+		data, err := handlers[op](c, rctx, req)
+		cancel()
+		c.answer(op, req.ID, start, data, err)
+	}
+}
+
+func (c *conn) answer(op string, id int64, start time.Time, data any, err error) {
+	code, desc := codeOf(err)
+	if code == protocol.CodeInternal {
+		c.srv.log.Error("request failed", "op", op, "user", c.user, "err", err)
+	}
+	if code != protocol.CodeOK {
+		data = nil
+	}
+	c.reply(id, code, desc, data)
+	c.observe(op, code, start)
+}
+
+func (c *conn) answerCode(op string, id int64, start time.Time, code int, desc string) {
+	c.reply(id, code, desc, nil)
+	c.observe(op, code, start)
+}
+
+func (c *conn) observe(op string, code int, start time.Time) {
+	c.srv.m.requests.WithLabelValues(op, strconv.Itoa(code)).Inc()
+	c.srv.m.latency.WithLabelValues(op).Observe(time.Since(start).Seconds())
+}
+
+func (c *conn) caller() invite.Caller { return invite.Caller{User: c.user, Session: c.session} }
+
+// login authenticates the connection, registers it with the hub and sends,
+// in this order, the reply, the invitations the user is still pending in,
+// and whatever live events arrived meanwhile. A failed login is answered and
+// the connection closed (1008).
+func (c *conn) login(ctx context.Context, req *protocol.Request, start time.Time) {
+	user, err := req.String("userID")
+	if err == nil {
+		err = invite.CheckID("userID", user)
+	}
+	var sig, lastEventID string
+	var hasLast bool
+	if err == nil {
+		sig, err = req.OptString("userSig")
+	}
+	if err == nil {
+		lastEventID, err = req.OptString("lastEventID")
+		hasLast = req.Has("lastEventID")
+	}
+	if err == nil {
+		err = c.srv.d.Verifier.Verify(user, sig)
+	}
+	if err != nil {
+		c.failLogin(req.ID, start, err)
+		return
+	}
+	_ = lastEventID // resume (PROTOCOL.md §9) is not built yet: every resume falls back to a fresh login
+
+	c.user = user
+	c.holdMu.Lock()
+	c.holding = true
+	c.holdMu.Unlock()
+	c.loggedIn.Store(true)
+	c.srv.d.Hub.Register(user, c)
+
+	rctx, cancel := context.WithTimeout(ctx, c.srv.cfg.RequestTimeout)
+	pending, err := c.srv.d.Engine.Pending(rctx, user)
+	cancel()
+	if err != nil {
+		c.failLogin(req.ID, start, err)
+		return
+	}
+	data := protocol.LoginData{UserID: user, ServerTime: time.Now().UnixMilli()}
+	if hasLast {
+		recovered := false
+		data.Recovered = &recovered
+	}
+	c.reply(req.ID, protocol.CodeOK, "", data)
+	for _, inv := range pending {
+		c.enqueue(encodeEvent(newInvitationEvent(inv)))
+	}
+	c.holdMu.Lock()
+	for _, f := range c.held {
+		c.enqueue(f)
+	}
+	c.held, c.holding = nil, false
+	c.holdMu.Unlock()
+	c.srv.m.logins.WithLabelValues("0").Inc()
+	c.observe(protocol.OpLogin, protocol.CodeOK, start)
+}
+
+func (c *conn) failLogin(id int64, start time.Time, err error) {
+	code, _ := codeOf(err)
+	c.answer(protocol.OpLogin, id, start, nil, err)
+	c.srv.m.logins.WithLabelValues(strconv.Itoa(code)).Inc()
+	c.stop(websocket.StatusPolicyViolation, "login failed", true)
+}
+
+// common parameters of invite and inviteInGroup
+func inviteParams(r *protocol.Request) (invite.InviteRequest, error) {
+	var q invite.InviteRequest
+	var err error
+	if q.Data, err = r.String("data"); err != nil {
+		return q, err
+	}
+	timeout, err := r.Int("timeout", 30)
+	if err != nil {
+		return q, err
+	}
+	if timeout < 0 || timeout > math.MaxInt32 {
+		return q, fmt.Errorf("timeout %d out of range: %w", timeout, invite.ErrInvalid)
+	}
+	q.Timeout = int(timeout)
+	if q.OnlineUserOnly, err = r.Bool("onlineUserOnly", false); err != nil {
+		return q, err
+	}
+	p, err := r.PushInfo("offlinePushInfo")
+	q.Push = invite.PushInfo(p)
+	return q, err
+}
+
+func (c *conn) opInvite(ctx context.Context, r *protocol.Request) (any, error) {
+	invitee, err := r.String("invitee")
+	if err != nil {
+		return nil, err
+	}
+	q, err := inviteParams(r)
+	if err != nil {
+		return nil, err
+	}
+	q.Invitees = []string{invitee}
+	return c.srv.d.Engine.Invite(ctx, c.caller(), q)
+}
+
+func (c *conn) opInviteInGroup(ctx context.Context, r *protocol.Request) (any, error) {
+	groupID, err := r.String("groupID")
+	if err != nil {
+		return nil, err
+	}
+	if groupID == "" {
+		return nil, fmt.Errorf("groupID is empty: %w", invite.ErrInvalid)
+	}
+	list, err := r.StringList("inviteeList")
+	if err != nil {
+		return nil, err
+	}
+	q, err := inviteParams(r)
+	if err != nil {
+		return nil, err
+	}
+	q.GroupID, q.Invitees = groupID, list
+	return c.srv.d.Engine.Invite(ctx, c.caller(), q)
+}
+
+type changeFunc func(ctx context.Context, c invite.Caller, id, data string) error
+
+// opChange serves cancel, accept, reject and modifyInvitation, which differ
+// only in the engine method and whether data is required.
+func opChange(method func(Engine) changeFunc, dataRequired bool) handler {
+	return func(c *conn, ctx context.Context, r *protocol.Request) (any, error) {
+		id, err := r.String("inviteID")
+		if err != nil {
+			return nil, err
+		}
+		var data string
+		if dataRequired {
+			data, err = r.String("data")
+		} else {
+			data, err = r.OptString("data")
+		}
+		if err != nil {
+			return nil, err
+		}
+		return nil, method(c.srv.d.Engine)(ctx, c.caller(), id, data)
+	}
+}
+
+func (c *conn) opGet(ctx context.Context, r *protocol.Request) (any, error) {
+	id, err := r.String("inviteID")
+	if err != nil {
+		return nil, err
+	}
+	inv, err := c.srv.d.Engine.Get(ctx, c.caller(), id)
+	if err != nil {
+		return nil, err
+	}
+	states := make(map[string]string, len(inv.States))
+	for u, s := range inv.States {
+		states[u] = string(s)
+	}
+	return protocol.SignalingInfo{
+		InviteID: inv.ID, GroupID: inv.GroupID, Inviter: inv.Inviter, InviteeList: inv.Invitees,
+		Data: inv.Data, Timeout: inv.Timeout, OnlineUserOnly: inv.OnlineUserOnly,
+		CreatedAt: inv.CreatedAt, Deadline: inv.Deadline, States: states,
+	}, nil
+}

@@ -1,0 +1,226 @@
+// Package server is signald's edge: the HTTP surface (the WebSocket endpoint,
+// the admin API, health, readiness and metrics) and the per-connection
+// protocol loop that turns frames into Engine calls and events into frames.
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
+
+	"github.com/signald/signald/internal/invite"
+	"github.com/signald/signald/internal/push"
+)
+
+// Engine is what the connection loop needs of invite.Engine.
+type Engine interface {
+	Invite(ctx context.Context, c invite.Caller, req invite.InviteRequest) (string, error)
+	Accept(ctx context.Context, c invite.Caller, id, data string) error
+	Reject(ctx context.Context, c invite.Caller, id, data string) error
+	Cancel(ctx context.Context, c invite.Caller, id, data string) error
+	Modify(ctx context.Context, c invite.Caller, id, data string) error
+	Get(ctx context.Context, c invite.Caller, id string) (*invite.Invitation, error)
+	Pending(ctx context.Context, user string) ([]*invite.Invitation, error)
+}
+
+// Verifier checks a login's userSig (auth.Verifier).
+type Verifier interface {
+	Verify(userID, userSig string) error
+}
+
+// Pinger reports whether the store can be reached, for /readyz.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// Config holds the connection limits. Zero values are not defaults: use
+// DefaultConfig and override.
+type Config struct {
+	LoginDeadline  time.Duration // close (1008) a connection not logged in by then
+	ReadLimit      int64         // largest frame accepted (1009 beyond)
+	SendQueue      int           // frames queued per connection before it counts as too slow (1008)
+	WriteTimeout   time.Duration // one frame's write
+	PingInterval   time.Duration // WebSocket pings; a missed pong closes the connection
+	RequestTimeout time.Duration // one request's store work
+	RateLimit      rate.Limit    // requests per second per connection (60018 beyond)
+	RateBurst      int
+	OriginPatterns []string // browser origins allowed besides the server's own host
+}
+
+// DefaultConfig returns the protocol's defaults.
+func DefaultConfig() Config {
+	return Config{
+		LoginDeadline:  10 * time.Second,
+		ReadLimit:      64 << 10,
+		SendQueue:      256,
+		WriteTimeout:   10 * time.Second,
+		PingInterval:   25 * time.Second,
+		RequestTimeout: 5 * time.Second,
+		RateLimit:      100,
+		RateBurst:      200,
+	}
+}
+
+func (c Config) validate() error {
+	switch {
+	case c.LoginDeadline <= 0, c.WriteTimeout <= 0, c.PingInterval <= 0, c.RequestTimeout <= 0:
+		return errors.New("server: durations must be positive")
+	case c.ReadLimit < 1024:
+		return errors.New("server: read limit must be at least 1 KiB")
+	case c.SendQueue < 1:
+		return errors.New("server: send queue must hold at least one frame")
+	case c.RateLimit <= 0 || c.RateBurst < 1:
+		return errors.New("server: rate limit and burst must be positive")
+	}
+	return nil
+}
+
+// Deps are the server's collaborators; all are required.
+type Deps struct {
+	Engine   Engine
+	Hub      *push.Hub
+	Verifier Verifier
+	Store    Pinger
+	Admin    http.Handler // the group admin API; it routes its own full /v1/groups/... paths
+	Logger   *slog.Logger
+	Registry prometheus.Registerer
+	Gatherer prometheus.Gatherer // what /metrics serves
+}
+
+// Server serves signald's HTTP surface and owns every WebSocket connection it
+// accepted: Shutdown closes them and waits for their goroutines.
+type Server struct {
+	cfg     Config
+	d       Deps
+	log     *slog.Logger
+	m       *metrics
+	nextSes atomic.Uint64
+
+	mu      sync.Mutex
+	conns   map[*conn]struct{} // guarded by mu
+	closing bool               // guarded by mu; set once by Shutdown
+	wg      sync.WaitGroup     // one per accepted connection
+}
+
+// New checks cfg and deps and registers the server's metrics.
+func New(cfg Config, d Deps) (*Server, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if d.Engine == nil || d.Hub == nil || d.Verifier == nil || d.Store == nil || d.Admin == nil ||
+		d.Logger == nil || d.Registry == nil || d.Gatherer == nil {
+		return nil, errors.New("server: every dependency is required")
+	}
+	m, err := newMetrics(d.Registry)
+	if err != nil {
+		return nil, err
+	}
+	return &Server{cfg: cfg, d: d, log: d.Logger, m: m, conns: make(map[*conn]struct{})}, nil
+}
+
+// Handler returns the HTTP surface.
+func (s *Server) Handler() http.Handler {
+	r := chi.NewRouter()
+	r.Get("/v1/ws", s.serveWS)
+	r.Handle("/v1/groups/*", s.d.Admin)
+	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	r.Get("/readyz", s.serveReady)
+	r.Handle("/metrics", promhttp.HandlerFor(s.d.Gatherer, promhttp.HandlerOpts{}))
+	return r
+}
+
+func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	s.mu.Lock()
+	closing := s.closing
+	s.mu.Unlock()
+	if closing {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("shutting down\n"))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.d.Store.Ping(ctx); err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("store unreachable\n"))
+		return
+	}
+	_, _ = w.Write([]byte("ready\n"))
+}
+
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	closing := s.closing
+	if !closing {
+		s.wg.Add(1)
+	}
+	s.mu.Unlock()
+	if closing {
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	defer s.wg.Done()
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: s.cfg.OriginPatterns})
+	if err != nil {
+		return // Accept has answered the client
+	}
+	ws.SetReadLimit(s.cfg.ReadLimit)
+	c := newConn(s, ws)
+	s.mu.Lock()
+	if s.closing { // Shutdown began while we upgraded
+		s.mu.Unlock()
+		_ = ws.Close(websocket.StatusServiceRestart, "server restart")
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+	s.m.wsOpen.Inc()
+	c.run()
+	s.m.wsOpen.Dec()
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// Shutdown turns /readyz to 503, refuses new connections, closes every live
+// one with 1012 (after its in-flight request is answered) and waits for them.
+// When ctx ends first the rest are dropped without a handshake and ctx's
+// error is returned.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.stop(websocket.StatusServiceRestart, "server restart", true)
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		for _, c := range conns {
+			_ = c.ws.CloseNow()
+		}
+		<-done
+		return ctx.Err()
+	}
+}
