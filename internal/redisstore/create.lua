@@ -1,0 +1,24 @@
+#!lua
+-- create.lua: store a new invitation unless its ID is taken.
+--
+-- KEYS[1]   the invitation's hash
+-- ARGV[1]   Expires (ms since epoch), "0" for never: the key's PEXPIREAT
+-- ARGV[2..] the hash's fields and values, in pairs
+--
+-- Returns 0 (stored) or 6 (the ID is taken): the status codes of store.go.
+
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 6
+end
+-- HSET in chunks: unpack of a very long ARGV would overflow Lua's C stack.
+local n = #ARGV
+local i = 2
+while i <= n do
+  local j = math.min(i + 199, n)
+  redis.call('HSET', KEYS[1], unpack(ARGV, i, j))
+  i = j + 1
+end
+if tonumber(ARGV[1]) > 0 then
+  redis.call('PEXPIREAT', KEYS[1], ARGV[1])
+end
+return 0

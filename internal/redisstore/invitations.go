@@ -1,0 +1,359 @@
+package redisstore
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/signald/signald/internal/invite"
+)
+
+// Fields of the invitation hash.
+const (
+	fInviter     = "inviter"
+	fGroup       = "group"
+	fInvitees    = "invitees"
+	fData        = "data"
+	fTimeout     = "timeout"
+	fOnlineOnly  = "oo"
+	fCreated     = "created"
+	fDeadline    = "deadline"
+	fExpires     = "expires"
+	fEnded       = "ended"
+	fPending     = "pending"
+	fStatePrefix = "s:"
+)
+
+// Create implements invite.Store.
+//
+// The deadline entry and the per-invitee index entries are written before
+// the invitation, in the same pipeline on a single Redis, so that a stored
+// invitation always has them. A crash in between leaves only entries
+// without an invitation: the deadline is forgotten when its timeout finds
+// nothing, the index entry when its score (Expires) passes. Entries are added
+// with NX, so a Create that fails with ErrExists never moves the entries of
+// the invitation that holds the ID.
+//
+// On Redis Cluster the entries and the invitation are in different slots,
+// and a pipeline to several nodes keeps no order between them, so there the
+// entries take a round trip of their own before the script.
+func (s *Store) Create(ctx context.Context, inv *invite.Invitation) error {
+	keys := []string{s.invKey(inv.ID)}
+	args := createArgs(inv)
+
+	pipe := s.c.Pipeline()
+	if inv.Deadline > 0 {
+		pipe.ZAddNX(ctx, s.deadlinesKey(), redis.Z{Score: float64(inv.Deadline), Member: inv.ID})
+	}
+	if !inv.OnlineUserOnly {
+		score := math.Inf(1)
+		if inv.Expires > 0 {
+			score = float64(inv.Expires)
+		}
+		for _, u := range inv.Invitees {
+			k := s.pendingKey(u)
+			pipe.ZAddNX(ctx, k, redis.Z{Score: score, Member: inv.ID})
+			if inv.Expires > 0 {
+				// The index lives as long as its longest-lived entry: NX gives
+				// a new key its expiry, GT pushes an existing one later.
+				pipe.Do(ctx, "PEXPIREAT", k, inv.Expires, "NX")
+				pipe.Do(ctx, "PEXPIREAT", k, inv.Expires, "GT")
+			} else {
+				// Never dropped (the engine always sets Expires): keep the
+				// index until a later Create gives it an expiry again.
+				pipe.Persist(ctx, k)
+			}
+		}
+	}
+	var created *redis.Cmd
+	if s.onePipeline {
+		created = pipe.EvalSha(ctx, createScript.Hash(), keys, args...)
+	}
+	cmds, _ := pipe.Exec(ctx)
+	for _, c := range cmds {
+		if c == created {
+			continue
+		}
+		if err := c.Err(); err != nil {
+			return unavailable("create "+inv.ID, err)
+		}
+	}
+	if created == nil || redis.HasErrorPrefix(created.Err(), "NOSCRIPT") {
+		created = createScript.Run(ctx, s.c, keys, args...)
+	}
+	status, err := created.Int64()
+	if err != nil {
+		return unavailable("create "+inv.ID, err)
+	}
+	if status != statusOK {
+		return fmt.Errorf("redisstore: create %s: %w", inv.ID, statusErr(status))
+	}
+	return nil
+}
+
+func createArgs(inv *invite.Invitation) []any {
+	pending := 0
+	for _, st := range inv.States {
+		if st == invite.StatePending {
+			pending++
+		}
+	}
+	args := []any{
+		inv.Expires,
+		fInviter, inv.Inviter,
+		fGroup, inv.GroupID,
+		fData, inv.Data,
+		fTimeout, inv.Timeout,
+		fOnlineOnly, boolField(inv.OnlineUserOnly),
+		fCreated, inv.CreatedAt,
+		fDeadline, inv.Deadline,
+		fExpires, inv.Expires,
+		fEnded, inv.EndedAt,
+		fPending, pending,
+	}
+	if inv.Invitees != nil {
+		args = append(args, fInvitees, encodeList(inv.Invitees))
+	}
+	for u, st := range inv.States {
+		args = append(args, fStatePrefix+u, string(st))
+	}
+	return args
+}
+
+func boolField(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+// Apply implements invite.Store.
+func (s *Store) Apply(ctx context.Context, id string, ch invite.Change) (invite.Outcome, error) {
+	op := string(ch.Action) + " " + id
+	res, err := transitionScript.Run(ctx, s.c, []string{s.invKey(id)},
+		string(ch.Action), ch.Actor, ch.Data, ch.Now, ch.Now+ch.Retention).Slice()
+	if err != nil {
+		return invite.Outcome{}, unavailable(op, err)
+	}
+	var status int64 = -1
+	if len(res) > 0 {
+		status, _ = res[0].(int64)
+	}
+	if status < 0 {
+		return invite.Outcome{}, fmt.Errorf("redisstore: %s: malformed script reply %v", op, res)
+	}
+	if ch.Action == invite.ActTimeout && (status == statusOK || status == statusEnded || status == statusNotFound) {
+		// The deadline is handled: forget it. Should this fail, the
+		// deadline is claimed again after the lease and the timeout then
+		// finds the invitation ended, so the error can be ignored.
+		_ = s.c.ZRem(ctx, s.deadlinesKey(), id).Err()
+	}
+	if status != statusOK {
+		return invite.Outcome{}, fmt.Errorf("redisstore: %s: %w", op, statusErr(status))
+	}
+	out, err := decodeOutcome(id, res)
+	if err != nil {
+		return invite.Outcome{}, fmt.Errorf("redisstore: %s: %w", op, err)
+	}
+	return out, nil
+}
+
+func decodeOutcome(id string, res []any) (invite.Outcome, error) {
+	if len(res) != 4 {
+		return invite.Outcome{}, fmt.Errorf("malformed script reply of %d elements", len(res))
+	}
+	ended, _ := res[1].(int64)
+	changedRaw, _ := res[2].([]any)
+	flat, _ := res[3].([]any)
+	var changed []string
+	for _, u := range changedRaw {
+		s, ok := u.(string)
+		if !ok {
+			return invite.Outcome{}, fmt.Errorf("malformed script reply: changed %v", changedRaw)
+		}
+		changed = append(changed, s)
+	}
+	h := make(map[string]string, len(flat)/2)
+	for i := 0; i+1 < len(flat); i += 2 {
+		k, ok1 := flat[i].(string)
+		v, ok2 := flat[i+1].(string)
+		if !ok1 || !ok2 {
+			return invite.Outcome{}, fmt.Errorf("malformed script reply: fields %v", flat)
+		}
+		h[k] = v
+	}
+	inv, err := decodeInvitation(id, h)
+	if err != nil {
+		return invite.Outcome{}, err
+	}
+	return invite.Outcome{Invitation: inv, Changed: changed, Ended: ended == 1}, nil
+}
+
+// Get implements invite.Store.
+func (s *Store) Get(ctx context.Context, id string, now int64) (*invite.Invitation, error) {
+	h, err := s.c.HGetAll(ctx, s.invKey(id)).Result()
+	if err != nil {
+		return nil, unavailable("get "+id, err)
+	}
+	if len(h) == 0 {
+		return nil, fmt.Errorf("redisstore: get %s: %w", id, invite.ErrNotFound)
+	}
+	inv, err := decodeInvitation(id, h)
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: get %s: %w", id, err)
+	}
+	if invite.Dropped(inv, now) {
+		return nil, fmt.Errorf("redisstore: get %s: %w", id, invite.ErrNotFound)
+	}
+	return inv, nil
+}
+
+// PendingFor implements invite.Store. It costs two round trips, and a
+// third when it finds index entries to drop.
+func (s *Store) PendingFor(ctx context.Context, user string, now int64) ([]*invite.Invitation, error) {
+	op := "pending for " + user
+	key := s.pendingKey(user)
+	pipe := s.c.Pipeline()
+	// Scores are the invitations' Expires as created: at or before now an
+	// invitation is dropped, or has ended (which moves its Expires).
+	pipe.ZRemRangeByScore(ctx, key, "-inf", strconv.FormatInt(now, 10))
+	idsCmd := pipe.ZRange(ctx, key, 0, -1)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, unavailable(op, err)
+	}
+	ids := idsCmd.Val()
+	if len(ids) == 0 {
+		return nil, nil
+	}
+
+	pipe = s.c.Pipeline()
+	gets := make([]*redis.MapStringStringCmd, len(ids))
+	for i, id := range ids {
+		gets[i] = pipe.HGetAll(ctx, s.invKey(id))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, unavailable(op, err)
+	}
+	var out []*invite.Invitation
+	var stale []any
+	for i, id := range ids {
+		h := gets[i].Val()
+		if len(h) == 0 {
+			// Not removed: its Create may be under way, the index entry
+			// written and the invitation not yet. An entry whose Create
+			// never finished leaves by its score.
+			continue
+		}
+		inv, err := decodeInvitation(id, h)
+		if err != nil {
+			return nil, fmt.Errorf("redisstore: %s: %w", op, err)
+		}
+		if inv.OnlineUserOnly || invite.Dropped(inv, now) || !inv.Active() || inv.States[user] != invite.StatePending {
+			stale = append(stale, id)
+			continue
+		}
+		if inv.Deadline > 0 && now >= inv.Deadline {
+			continue // timed out, though not yet fired: not to be rung
+		}
+		out = append(out, inv)
+	}
+	if len(stale) > 0 {
+		// Tidying only: what is left is dropped by the next call.
+		_ = s.c.ZRem(ctx, key, stale...).Err()
+	}
+	slices.SortFunc(out, func(a, b *invite.Invitation) int {
+		return cmp.Or(cmp.Compare(a.CreatedAt, b.CreatedAt), cmp.Compare(a.ID, b.ID))
+	})
+	return out, nil
+}
+
+// ClaimDue implements invite.Store.
+func (s *Store) ClaimDue(ctx context.Context, now int64, lease time.Duration, max int) ([]string, error) {
+	if max <= 0 {
+		return nil, nil
+	}
+	ids, err := claimScript.Run(ctx, s.c, []string{s.deadlinesKey()}, now, now+lease.Milliseconds(), max).StringSlice()
+	if err != nil {
+		return nil, unavailable("claim due", err)
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	return ids, nil
+}
+
+// decodeInvitation rebuilds an invitation from its hash.
+func decodeInvitation(id string, h map[string]string) (*invite.Invitation, error) {
+	inv := &invite.Invitation{
+		ID:             id,
+		GroupID:        h[fGroup],
+		Inviter:        h[fInviter],
+		Data:           h[fData],
+		OnlineUserOnly: h[fOnlineOnly] == "1",
+		States:         make(map[string]invite.State),
+	}
+	var errs []error
+	num := func(field string) int64 {
+		n, err := strconv.ParseInt(h[field], 10, 64)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("field %s: %w", field, err))
+		}
+		return n
+	}
+	inv.Timeout = int(num(fTimeout))
+	inv.CreatedAt = num(fCreated)
+	inv.Deadline = num(fDeadline)
+	inv.Expires = num(fExpires)
+	inv.EndedAt = num(fEnded)
+	if v, ok := h[fInvitees]; ok {
+		var err error
+		if inv.Invitees, err = decodeList(v); err != nil {
+			errs = append(errs, fmt.Errorf("field %s: %w", fInvitees, err))
+		}
+	}
+	for k, v := range h {
+		if u, ok := strings.CutPrefix(k, fStatePrefix); ok {
+			inv.States[u] = invite.State(v)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("malformed invitation: %w", err)
+	}
+	return inv, nil
+}
+
+// encodeList encodes a list of strings as netstrings ("3:bob,5:carol,"),
+// which keep any byte, are easy to read in Lua, and tell an empty list ("")
+// from none (no field).
+func encodeList(list []string) string {
+	var b strings.Builder
+	for _, s := range list {
+		b.WriteString(strconv.Itoa(len(s)))
+		b.WriteByte(':')
+		b.WriteString(s)
+		b.WriteByte(',')
+	}
+	return b.String()
+}
+
+func decodeList(s string) ([]string, error) {
+	out := []string{}
+	for len(s) > 0 {
+		lenStr, rest, ok := strings.Cut(s, ":")
+		n, err := strconv.Atoi(lenStr)
+		if !ok || err != nil || n < 0 || len(rest) < n+1 || rest[n] != ',' {
+			return nil, fmt.Errorf("bad netstring at %q", s)
+		}
+		out = append(out, rest[:n])
+		s = rest[n+1:]
+	}
+	return out, nil
+}
