@@ -95,6 +95,8 @@ type Engine struct {
 	log      *slog.Logger
 	now      func() time.Time
 
+	claimFailing bool // owned by Run: the last ClaimDue failed, and that was logged
+
 	timeoutsFired prometheus.Counter
 	active        prometheus.Gauge
 	storeErrors   *prometheus.CounterVec
@@ -385,7 +387,8 @@ func (e *Engine) Run(ctx context.Context) error {
 }
 
 // FireDue claims and fires every deadline due now, in batches. It is Run's
-// body, exported for tests that drive time themselves.
+// body, exported for tests that drive time themselves; it must not be
+// called concurrently with itself or Run.
 func (e *Engine) FireDue(ctx context.Context) {
 	const batch = 256
 	for ctx.Err() == nil {
@@ -393,8 +396,15 @@ func (e *Engine) FireDue(ctx context.Context) {
 		ids, err := e.store.ClaimDue(ctx, Millis(now), e.cfg.ClaimLease, batch)
 		if err != nil {
 			e.storeErr("claim", err)
-			e.log.Warn("claiming due timeouts failed; retrying next poll", "err", err)
+			if !e.claimFailing && ctx.Err() == nil { // once per outage, not once per poll
+				e.claimFailing = true
+				e.log.Warn("cannot claim due timeouts; they fire once the store answers again", "err", err)
+			}
 			return
+		}
+		if e.claimFailing {
+			e.claimFailing = false
+			e.log.Info("claiming due timeouts again")
 		}
 		for _, id := range ids {
 			e.fire(ctx, id, now)

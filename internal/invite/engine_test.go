@@ -1,0 +1,257 @@
+package invite_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/signald/signald/internal/group"
+	"github.com/signald/signald/internal/invite"
+	"github.com/signald/signald/internal/memstore"
+)
+
+// recorder keeps every published event and push request.
+type recorder struct {
+	mu     sync.Mutex
+	events []invite.Event
+	pushes []string
+	online map[string]bool
+}
+
+func (r *recorder) Publish(_ context.Context, ev invite.Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, ev)
+}
+
+func (r *recorder) RequestPush(_ context.Context, user string, _ *invite.Invitation, _ invite.PushInfo) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.pushes = append(r.pushes, user)
+}
+
+func (r *recorder) Online(user string) bool { return r.online[user] }
+
+func (r *recorder) kinds() []invite.EventKind {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var k []invite.EventKind
+	for _, e := range r.events {
+		k = append(k, e.Kind)
+	}
+	return k
+}
+
+func (r *recorder) last() invite.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.events[len(r.events)-1]
+}
+
+type fixture struct {
+	e     *invite.Engine
+	rec   *recorder
+	store *memstore.Store
+}
+
+func newEngine(t *testing.T) fixture {
+	t.Helper()
+	store := memstore.New()
+	rec := &recorder{online: map[string]bool{}}
+	e, err := invite.NewEngine(invite.DefaultConfig(), invite.Deps{
+		Store: store, Groups: store, Publisher: rec, Presence: rec, Pusher: rec,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: prometheus.NewRegistry(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fixture{e, rec, store}
+}
+
+// runLoop runs the timeout loop for the rest of the bubble's test.
+func runLoop(t *testing.T, e *invite.Engine) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = e.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+var alice = invite.Caller{User: "alice", Session: 1}
+var bob = invite.Caller{User: "bob", Session: 2}
+
+func TestTimeoutFiresOnceAtTheDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newEngine(t)
+		runLoop(t, f.e)
+		ctx := context.Background()
+		id, err := f.e.Invite(ctx, alice, invite.InviteRequest{Invitees: []string{"bob"}, Timeout: 30})
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(30*time.Second - time.Millisecond)
+		synctest.Wait()
+		if k := f.rec.kinds(); !slices.Equal(k, []invite.EventKind{invite.EvNewInvitation}) {
+			t.Fatalf("before the deadline: events %v", k)
+		}
+		time.Sleep(100 * time.Millisecond) // at most one poll interval late
+		synctest.Wait()
+		if k := f.rec.kinds(); !slices.Equal(k, []invite.EventKind{invite.EvNewInvitation, invite.EvTimeout}) {
+			t.Fatalf("after the deadline: events %v", k)
+		}
+		ev := f.rec.last()
+		if ev.InviteID != id || !slices.Equal(ev.InviteeList, []string{"bob"}) || !slices.Equal(ev.To, []string{"alice", "bob"}) {
+			t.Fatalf("timeout event %+v", ev)
+		}
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		if n := len(f.rec.kinds()); n != 2 {
+			t.Fatalf("the timeout fired again: %v", f.rec.kinds())
+		}
+		if err := f.e.Accept(ctx, bob, id, ""); !errors.Is(err, invite.ErrNotFound) {
+			t.Fatalf("accept an hour later: %v, want ErrNotFound (past retention)", err)
+		}
+	})
+}
+
+func TestAnswerJustBeforeTheDeadlineWins(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newEngine(t)
+		runLoop(t, f.e)
+		ctx := context.Background()
+		id, _ := f.e.Invite(ctx, alice, invite.InviteRequest{Invitees: []string{"bob"}, Timeout: 5})
+		time.Sleep(5*time.Second - time.Millisecond)
+		if err := f.e.Accept(ctx, bob, id, "yes"); err != nil {
+			t.Fatalf("accept 1 ms before the deadline: %v", err)
+		}
+		time.Sleep(59 * time.Second) // well past the deadline, within the retention
+		synctest.Wait()
+		if k := f.rec.kinds(); !slices.Equal(k, []invite.EventKind{invite.EvNewInvitation, invite.EvAccepted}) {
+			t.Fatalf("events %v", k)
+		}
+		// Still readable within the retention (60 s after it ended).
+		if _, err := f.e.Get(ctx, alice, id); err != nil {
+			t.Fatalf("get within retention: %v", err)
+		}
+		time.Sleep(time.Second)
+		if _, err := f.e.Get(ctx, alice, id); !errors.Is(err, invite.ErrNotFound) {
+			t.Fatalf("get past retention: %v", err)
+		}
+	})
+}
+
+func TestTimeoutZeroNeverFiresAndIsDroppedAtMaxLifetime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newEngine(t)
+		runLoop(t, f.e)
+		ctx := context.Background()
+		id, _ := f.e.Invite(ctx, alice, invite.InviteRequest{Invitees: []string{"bob"}, Timeout: 0})
+		time.Sleep(24*time.Hour - time.Second)
+		synctest.Wait()
+		inv, err := f.e.Get(ctx, bob, id)
+		if err != nil || inv.States["bob"] != invite.StatePending || inv.Deadline != 0 {
+			t.Fatalf("after 24 h less a second: %+v, %v", inv, err)
+		}
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if _, err := f.e.Get(ctx, bob, id); !errors.Is(err, invite.ErrNotFound) {
+			t.Fatalf("after the maximum lifetime: %v, want ErrNotFound", err)
+		}
+		if k := f.rec.kinds(); !slices.Equal(k, []invite.EventKind{invite.EvNewInvitation}) {
+			t.Fatalf("dropped with events %v, want none", k)
+		}
+	})
+}
+
+func TestEventAudiences(t *testing.T) {
+	f := newEngine(t)
+	ctx := context.Background()
+	if _, err := f.store.AddMembers(ctx, "g", []string{"alice", "bob", "carol"}); err != nil {
+		t.Fatal(err)
+	}
+	id, err := f.e.Invite(ctx, alice, invite.InviteRequest{GroupID: "g", Invitees: []string{"bob", "carol"}, Data: "d", Timeout: 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := f.rec.last()
+	if ev.Kind != invite.EvNewInvitation || !slices.Equal(ev.To, []string{"bob", "carol"}) || ev.ExceptSession != 0 || ev.GroupID != "g" {
+		t.Fatalf("new invitation %+v", ev)
+	}
+	if err := f.e.Reject(ctx, bob, id, "no"); err != nil {
+		t.Fatal(err)
+	}
+	ev = f.rec.last()
+	if ev.Kind != invite.EvRejected || ev.Invitee != "bob" || !slices.Equal(ev.To, []string{"alice", "bob", "carol"}) || ev.ExceptSession != bob.Session {
+		t.Fatalf("rejected %+v", ev)
+	}
+	if err := f.e.Cancel(ctx, alice, id, "bye"); err != nil {
+		t.Fatal(err)
+	}
+	ev = f.rec.last()
+	if ev.Kind != invite.EvCancelled || ev.Inviter != "alice" || !slices.Equal(ev.To, []string{"alice", "bob", "carol"}) || ev.ExceptSession != alice.Session {
+		t.Fatalf("cancelled %+v", ev)
+	}
+}
+
+func TestOfflinePushRequests(t *testing.T) {
+	f := newEngine(t)
+	ctx := context.Background()
+	f.rec.online["bob"] = true
+	if _, err := f.store.AddMembers(ctx, "g", []string{"alice", "bob", "carol", "dave"}); err != nil {
+		t.Fatal(err)
+	}
+	mustInvite := func(req invite.InviteRequest) {
+		t.Helper()
+		if _, err := f.e.Invite(ctx, alice, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustInvite(invite.InviteRequest{GroupID: "g", Invitees: []string{"bob", "carol", "dave"}})
+	mustInvite(invite.InviteRequest{Invitees: []string{"carol"}, OnlineUserOnly: true})
+	mustInvite(invite.InviteRequest{Invitees: []string{"carol"}, Push: invite.PushInfo{DisablePush: true}})
+	if !slices.Equal(f.rec.pushes, []string{"carol", "dave"}) {
+		t.Fatalf("pushes requested for %v, want the offline invitees of the first invitation only", f.rec.pushes)
+	}
+}
+
+func TestInviteChecksInOrder(t *testing.T) {
+	f := newEngine(t)
+	ctx := context.Background()
+	if _, err := f.store.AddMembers(ctx, "g", []string{"alice", "bob"}); err != nil {
+		t.Fatal(err)
+	}
+	big := string(make([]byte, invite.MaxDataBytes+1))
+	many := make([]string, 201)
+	for i := range many {
+		many[i] = string(rune('a'+i%26)) + string(rune('A'+i/26))
+	}
+	tests := []struct {
+		req  invite.InviteRequest
+		want error
+	}{
+		{invite.InviteRequest{Invitees: nil}, invite.ErrInvalid},
+		{invite.InviteRequest{Invitees: []string{"alice"}}, invite.ErrInvalid},
+		{invite.InviteRequest{Invitees: []string{"bob"}, Timeout: -1}, invite.ErrInvalid},
+		{invite.InviteRequest{Invitees: []string{"bob"}, Timeout: 86401}, invite.ErrInvalid},
+		{invite.InviteRequest{Invitees: []string{string([]byte{0xff})}}, invite.ErrInvalid},
+		{invite.InviteRequest{Invitees: []string{"bob"}, Data: big}, invite.ErrDataTooLarge},
+		{invite.InviteRequest{GroupID: "none", Invitees: many, Data: big}, invite.ErrDataTooLarge},
+		{invite.InviteRequest{GroupID: "none", Invitees: many}, invite.ErrTooManyInvitees},
+		{invite.InviteRequest{GroupID: "none", Invitees: []string{"bob"}}, group.ErrNotFound},
+		{invite.InviteRequest{GroupID: "g", Invitees: []string{"carol"}}, invite.ErrNotMember},
+		{invite.InviteRequest{Invitees: []string{"bob"}, Timeout: 86400}, nil},
+	}
+	for _, tt := range tests {
+		_, err := f.e.Invite(ctx, alice, tt.req)
+		if !errors.Is(err, tt.want) || (tt.want == nil) != (err == nil) {
+			t.Errorf("Invite(%d invitees, group %q, timeout %d): %v, want %v", len(tt.req.Invitees), tt.req.GroupID, tt.req.Timeout, err, tt.want)
+		}
+	}
+}
