@@ -1,0 +1,290 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/signald/signald/internal/auth"
+	"github.com/signald/signald/internal/group"
+	"github.com/signald/signald/internal/invite"
+	"github.com/signald/signald/internal/memstore"
+	"github.com/signald/signald/internal/push"
+	"github.com/signald/signald/internal/redisstore"
+	"github.com/signald/signald/internal/server"
+)
+
+// Main runs the signald command line: `signald [serve] [flags]` or
+// `signald token --user U [--ttl D]`. It returns when ctx ends (after a
+// graceful shutdown) or on a configuration error.
+func Main(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		o, err := parseOptions(args, getenv, stderr)
+		if err != nil {
+			return err
+		}
+		logger, err := newLogger(o, stderr)
+		if err != nil {
+			return err
+		}
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		d, err := Start(ctx, o, logger, reg, reg)
+		if err != nil {
+			return err
+		}
+		return d.Wait()
+	case "token":
+		return mintToken(args, getenv, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprintln(stdout, "usage: signald [serve] [flags]   run the server (signald serve -h lists the flags)")
+		fmt.Fprintln(stdout, "       signald token --user U [--ttl 24h]   print a userSig signed with the configured secret")
+		return nil
+	default:
+		return fmt.Errorf("unknown command %q (want serve, token or help)", cmd)
+	}
+}
+
+func mintToken(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("signald token", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	user := fs.String("user", "", "userID the token is for (its sub claim)")
+	ttl := fs.Duration("ttl", 24*time.Hour, "how long the token is valid")
+	secret := fs.String("jwt-secret", getenv("SIGNALD_JWT_SECRET"), "HS256 secret (SIGNALD_JWT_SECRET)")
+	dev := fs.Bool("dev", false, "sign with the well-known development secret")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *dev && *secret == "" {
+		*secret = DevJWTSecret
+	}
+	switch {
+	case *secret == "":
+		return errors.New("no secret: set SIGNALD_JWT_SECRET (or --jwt-secret), or pass --dev")
+	case invite.CheckID("user", *user) != nil:
+		return errors.New("--user must name a non-empty userID of at most 128 bytes")
+	case *ttl <= 0:
+		return errors.New("--ttl must be positive")
+	}
+	tok, err := auth.Mint([]byte(*secret), *user, *ttl, time.Now())
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(stdout, tok)
+	return err
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return l, fmt.Errorf("log level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+func newLogger(o Options, w io.Writer) (*slog.Logger, error) {
+	level, err := parseLevel(o.LogLevel)
+	if err != nil {
+		return nil, err
+	}
+	hopts := &slog.HandlerOptions{Level: level}
+	if o.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, hopts)), nil
+	}
+	return slog.New(slog.NewJSONHandler(w, hopts)), nil
+}
+
+// backend is what a store offers the rest of signald.
+type backend interface {
+	invite.Store
+	group.Store
+	Ping(ctx context.Context) error
+}
+
+// Daemon is a running signald.
+type Daemon struct {
+	// Addr is the address the server listens on (useful with port 0).
+	Addr string
+	done chan error
+}
+
+// Wait blocks until the daemon has shut down and returns why it stopped:
+// nil after a graceful shutdown.
+func (d *Daemon) Wait() error { return <-d.done }
+
+// Start validates o, opens the store, listens and serves until ctx ends,
+// then shuts down in order: stop accepting and close connections (1012),
+// stop the HTTP server, stop the timeout loop, close the store. Metrics are
+// registered on reg and served from gather.
+func Start(ctx context.Context, o Options, logger *slog.Logger, reg prometheus.Registerer, gather prometheus.Gatherer) (*Daemon, error) {
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil || reg == nil || gather == nil {
+		return nil, errors.New("app: logger and metrics registry are required")
+	}
+	if o.Dev {
+		logger.Warn("development mode: userSig secret and admin token are well-known values; never expose this server")
+	}
+	var steps shutdownSteps
+	store, err := openStore(ctx, o, logger)
+	if err != nil {
+		return nil, err
+	}
+	steps.add("store", func(context.Context) error { return store.Close() })
+	fail := func(err error) (*Daemon, error) {
+		steps.run(context.Background(), logger)
+		return nil, err
+	}
+
+	hub, err := push.NewHub(reg)
+	if err != nil {
+		return fail(err)
+	}
+	engine, err := invite.NewEngine(o.Engine, invite.Deps{
+		Store: store, Groups: store, Publisher: server.NewPublisher(hub), Presence: hub,
+		Pusher: push.LogPusher{Logger: logger}, Logger: logger, Registry: reg,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	srv, err := server.New(o.Server, server.Deps{
+		Engine: engine, Hub: hub, Verifier: auth.NewVerifier([]byte(o.JWTSecret), o.JWTLeeway),
+		Store: store, Admin: group.NewAdminHandler(store, o.AdminToken, logger),
+		Logger: logger, Registry: reg, Gatherer: gather,
+	})
+	if err != nil {
+		return fail(err)
+	}
+
+	loopCtx, stopLoop := context.WithCancel(context.Background())
+	var loopWG sync.WaitGroup
+	loopWG.Go(func() { _ = engine.Run(loopCtx) })
+	steps.add("timeout loop", func(context.Context) error { stopLoop(); loopWG.Wait(); return nil })
+
+	ln, err := net.Listen("tcp", o.Addr)
+	if err != nil {
+		return fail(fmt.Errorf("listen on %s: %w", o.Addr, err))
+	}
+	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- httpSrv.Serve(ln) }()
+	steps.add("http server", func(ctx context.Context) error {
+		err := httpSrv.Shutdown(ctx)
+		if e := <-serveErr; !errors.Is(e, http.ErrServerClosed) && err == nil {
+			err = e
+		}
+		return err
+	})
+	steps.add("connections", srv.Shutdown)
+	logger.Info("signald listening", "addr", ln.Addr().String(), "store", storeName(o), "dev", o.Dev)
+
+	d := &Daemon{Addr: ln.Addr().String(), done: make(chan error, 1)}
+	go func() {
+		var cause error
+		select {
+		case <-ctx.Done():
+			logger.Info("shutting down")
+		case cause = <-serveErr:
+			serveErr <- cause // for the http server step
+			logger.Error("http server failed", "err", cause)
+		}
+		sctx, cancel := context.WithTimeout(context.Background(), o.ShutdownTimeout)
+		defer cancel()
+		if err := steps.run(sctx, logger); err != nil && cause == nil {
+			cause = err
+		}
+		logger.Info("stopped")
+		d.done <- cause
+	}()
+	return d, nil
+}
+
+func storeName(o Options) string {
+	if o.RedisURL == "" {
+		return "memory"
+	}
+	return "redis"
+}
+
+type closingBackend interface {
+	backend
+	Close() error
+}
+
+type memBackend struct{ *memstore.Store }
+
+func (memBackend) Close() error { return nil }
+
+type redisBackend struct {
+	*redisstore.Store
+	client *redis.Client
+}
+
+func (r redisBackend) Close() error { return r.client.Close() }
+
+func openStore(ctx context.Context, o Options, logger *slog.Logger) (closingBackend, error) {
+	if o.RedisURL == "" {
+		return memBackend{memstore.New()}, nil
+	}
+	ropts, err := redis.ParseURL(o.RedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("SIGNALD_REDIS_URL: %w", err)
+	}
+	client := redis.NewClient(ropts)
+	s, err := redisstore.New(redisstore.Options{Client: client, Prefix: o.RedisPrefix})
+	if err != nil {
+		_ = client.Close()
+		return nil, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if err := s.Ping(pctx); err != nil {
+		// Not fatal: /readyz says 503 until Redis answers, and requests
+		// answer 90994 meanwhile; an orchestrator may start us first.
+		logger.Warn("redis not reachable yet", "addr", ropts.Addr, "err", err)
+	}
+	return redisBackend{Store: s, client: client}, nil
+}
+
+// shutdownSteps runs named teardown steps in reverse order of setup.
+type shutdownSteps struct {
+	names []string
+	fns   []func(context.Context) error
+}
+
+func (s *shutdownSteps) add(name string, fn func(context.Context) error) {
+	s.names = append(s.names, name)
+	s.fns = append(s.fns, fn)
+}
+
+func (s *shutdownSteps) run(ctx context.Context, logger *slog.Logger) error {
+	var errs []error
+	for i := len(s.fns) - 1; i >= 0; i-- {
+		start := time.Now()
+		if err := s.fns[i](ctx); err != nil {
+			logger.Warn("shutdown step failed", "step", s.names[i], "err", err)
+			errs = append(errs, fmt.Errorf("%s: %w", s.names[i], err))
+		} else {
+			logger.Debug("shutdown step done", "step", s.names[i], "took", time.Since(start))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,270 @@
+package app_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/goleak"
+
+	"github.com/signald/signald/internal/app"
+	"github.com/signald/signald/internal/auth"
+	"github.com/signald/signald/internal/client"
+	"github.com/signald/signald/internal/protocol"
+	"github.com/signald/signald/internal/redistest"
+)
+
+func TestMain(m *testing.M) { redistest.Main(m) }
+
+// clientT is a test connection.
+type clientT = client.Client
+
+// waitFor bounds every wait on an event; it is a failure deadline, never a
+// pause: tests return as soon as what they wait for happens.
+const waitFor = 10 * time.Second
+
+// daemon is one signald started in-process on a loopback port.
+type daemon struct {
+	t      *testing.T
+	opts   app.Options
+	d      *app.Daemon
+	cancel context.CancelFunc
+	ws     string // ws://host:port/v1/ws
+	http   string // http://host:port
+}
+
+// backends are the stores every end-to-end test runs on.
+var backends = []string{"memory", "redis"}
+
+// forEachBackend runs fn once per store, each with its own daemon options.
+func forEachBackend(t *testing.T, fn func(t *testing.T, o app.Options)) {
+	for _, b := range backends {
+		t.Run(b, func(t *testing.T) {
+			checkLeaks(t)
+			fn(t, baseOptions(t, b))
+		})
+	}
+}
+
+// checkLeaks verifies at the very end of t (after every other cleanup, as
+// cleanups run last-in first-out) that no goroutine outlived the test.
+func checkLeaks(t *testing.T) {
+	t.Helper()
+	t.Cleanup(func() {
+		goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	})
+}
+
+func baseOptions(t *testing.T, backend string) app.Options {
+	t.Helper()
+	o := app.DefaultOptions()
+	o.Addr = "127.0.0.1:0"
+	o.Dev = true
+	o.LogFormat = "text"
+	o.Engine.PollInterval = 10 * time.Millisecond
+	o.ShutdownTimeout = 10 * time.Second
+	if backend == "redis" {
+		c, prefix := redistest.NewClient(t)
+		o.RedisURL = "redis://" + c.Options().Addr
+		o.RedisPrefix = prefix
+	}
+	return o
+}
+
+func startDaemon(t *testing.T, o app.Options) *daemon {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	reg := prometheus.NewRegistry()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	d, err := app.Start(ctx, o, logger, reg, reg)
+	if err != nil {
+		cancel()
+		t.Fatalf("start signald: %v", err)
+	}
+	dm := &daemon{t: t, opts: o, d: d, cancel: cancel, ws: "ws://" + d.Addr + "/v1/ws", http: "http://" + d.Addr}
+	t.Cleanup(func() { dm.stop() })
+	return dm
+}
+
+// stop shuts the daemon down gracefully and fails the test if that fails.
+func (dm *daemon) stop() {
+	if dm.cancel == nil {
+		return
+	}
+	dm.cancel()
+	dm.cancel = nil
+	if err := dm.d.Wait(); err != nil {
+		dm.t.Errorf("signald shutdown: %v", err)
+	}
+}
+
+func (dm *daemon) token(user string) string {
+	tok, err := auth.Mint([]byte(app.DevJWTSecret), user, time.Hour, time.Now())
+	if err != nil {
+		dm.t.Fatal(err)
+	}
+	return tok
+}
+
+// dial opens a connection without logging in.
+func (dm *daemon) dial() *client.Client {
+	dm.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	c, err := client.Dial(ctx, dm.ws)
+	if err != nil {
+		dm.t.Fatalf("dial: %v", err)
+	}
+	dm.t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// login opens a connection of user and logs it in.
+func (dm *daemon) login(user string) *client.Client {
+	dm.t.Helper()
+	c := dm.dial()
+	f := call(dm.t, c, protocol.OpLogin, map[string]any{"userID": user, "userSig": dm.token(user)})
+	if f.Code != 0 {
+		dm.t.Fatalf("login %s: code %d %s", user, f.Code, f.Desc)
+	}
+	return c
+}
+
+func call(t *testing.T, c *client.Client, op string, params map[string]any) *protocol.Frame {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	f, err := c.Call(ctx, op, params)
+	if err != nil {
+		t.Fatalf("%s: %v", op, err)
+	}
+	return f
+}
+
+// mustCall calls op and requires code 0.
+func mustCall(t *testing.T, c *client.Client, op string, params map[string]any) *protocol.Frame {
+	t.Helper()
+	f := call(t, c, op, params)
+	if f.Code != 0 {
+		t.Fatalf("%s %v: code %d %q, want 0", op, params, f.Code, f.Desc)
+	}
+	return f
+}
+
+// wantCode calls op and requires the given code.
+func wantCode(t *testing.T, c *client.Client, code int, op string, params map[string]any) *protocol.Frame {
+	t.Helper()
+	f := call(t, c, op, params)
+	if f.Code != code {
+		t.Fatalf("%s %v: code %d %q, want %d", op, params, f.Code, f.Desc, code)
+	}
+	if code != 0 && f.Desc == "" {
+		t.Fatalf("%s: error %d without a description", op, code)
+	}
+	return f
+}
+
+// invite sends an invite and returns the inviteID.
+func invite(t *testing.T, c *client.Client, params map[string]any) string {
+	t.Helper()
+	f := mustCall(t, c, protocol.OpInvite, params)
+	var id string
+	if err := json.Unmarshal(f.Data, &id); err != nil || id == "" {
+		t.Fatalf("invite reply data %s is not an inviteID", f.Data)
+	}
+	return id
+}
+
+// next returns the next event (or unmatched reply) on c.
+func next(t *testing.T, c *client.Client) *protocol.Frame {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	f, err := c.Next(ctx)
+	if err != nil {
+		t.Fatalf("waiting for a frame: %v", err)
+	}
+	return f
+}
+
+// expectEvent requires the next frame on c to be event kind about inviteID.
+func expectEvent(t *testing.T, c *client.Client, kind, inviteID string) *protocol.Frame {
+	t.Helper()
+	f := next(t, c)
+	if f.Event != kind || f.InviteID != inviteID {
+		t.Fatalf("got frame %+v (data %s), want event %s for %s", f, f.Data, kind, inviteID)
+	}
+	return f
+}
+
+// expectQuiet requires that nothing but replies has reached c so far: a
+// ping's reply comes after every frame queued before it.
+func expectQuiet(t *testing.T, c *client.Client) {
+	t.Helper()
+	mustCall(t, c, protocol.OpPing, nil)
+	if n := c.Pending(); n > 0 {
+		f := next(t, c)
+		t.Fatalf("unexpected frame %+v (data %s)", f, f.Data)
+	}
+}
+
+// expectClosed waits for the server to close c and checks the close code.
+func expectClosed(t *testing.T, c *client.Client, code int) {
+	t.Helper()
+	select {
+	case <-c.Done():
+	case <-time.After(waitFor):
+		t.Fatalf("connection not closed; wanted close status %d", code)
+	}
+	if got := int(c.CloseStatus()); got != code {
+		t.Fatalf("close status %d (%v), want %d", got, c.Err(), code)
+	}
+}
+
+// httpClient keeps no idle connections, so that none outlives a test.
+var httpClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: waitFor}
+
+func (dm *daemon) admin(method, path, body string) (int, string) {
+	dm.t.Helper()
+	req, err := http.NewRequest(method, dm.http+path, strings.NewReader(body))
+	if err != nil {
+		dm.t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+app.DevAdminToken)
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		dm.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func (dm *daemon) get(path string) (int, string) {
+	dm.t.Helper()
+	resp, err := httpClient.Get(dm.http + path)
+	if err != nil {
+		dm.t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func decode[T any](t *testing.T, raw json.RawMessage) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal(raw, &v); err != nil {
+		t.Fatalf("decode %s: %v", raw, err)
+	}
+	return v
+}

@@ -1,0 +1,309 @@
+package app_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/signald/signald/internal/app"
+	"github.com/signald/signald/internal/protocol"
+	"github.com/signald/signald/internal/redistest"
+)
+
+func TestHTTPSurface(t *testing.T) {
+	checkLeaks(t)
+	dm := startDaemon(t, baseOptions(t, "memory"))
+	if code, body := dm.get("/healthz"); code != 200 {
+		t.Fatalf("/healthz: %d %s", code, body)
+	}
+	if code, body := dm.get("/readyz"); code != 200 {
+		t.Fatalf("/readyz: %d %s", code, body)
+	}
+	alice := dm.login("alice")
+	invite(t, alice, map[string]any{"invitee": "bob", "data": ""})
+	wantCode(t, alice, protocol.CodeInvalidParams, "dance", nil)
+	code, body := dm.get("/metrics")
+	if code != 200 {
+		t.Fatalf("/metrics: %d", code)
+	}
+	for _, want := range []string{
+		`signald_connections 1`,
+		`signald_websocket_connections 1`,
+		`signald_logins_total{code="0"} 1`,
+		`signald_requests_total{code="0",op="invite"} 1`,
+		`signald_requests_total{code="6017",op="unknown"} 1`,
+		`signald_request_duration_seconds_bucket{op="invite",le="+Inf"} 1`,
+		`signald_active_invitations 1`,
+		`signald_offline_push_requests_total 1`,
+		`signald_timeouts_fired_total 0`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	for _, line := range strings.Split(body, "\n") {
+		if strings.HasPrefix(line, "# HELP signald") || !strings.HasPrefix(line, "# HELP ") {
+			continue
+		}
+		name := strings.Fields(line)[2]
+		if !strings.HasPrefix(name, "go_") && !strings.HasPrefix(name, "process_") && !strings.HasPrefix(name, "promhttp_") {
+			t.Errorf("metric %s is not named signald_…", name)
+		}
+	}
+
+	// The admin API through the daemon's router.
+	req, _ := http.NewRequest("GET", dm.http+"/v1/groups/g/members", nil)
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("admin without a token: %d, want 401", resp.StatusCode)
+	}
+	if code, body := dm.admin("PUT", "/v1/groups/g/members", `{"members":["b","a"]}`); code != 200 || !strings.Contains(body, `"members":["a","b"]`) {
+		t.Fatalf("PUT members: %d %s", code, body)
+	}
+	if code, body := dm.admin("PUT", "/v1/groups/g/members", `{"members":[""]}`); code != 400 || !strings.Contains(body, `"error"`) {
+		t.Fatalf("PUT an empty userID: %d %s", code, body)
+	}
+	if code, _ := dm.admin("GET", "/v1/groups/none/members", ""); code != 404 {
+		t.Fatalf("GET a missing group: %d", code)
+	}
+}
+
+func TestGracefulShutdown(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, o app.Options) {
+		dm := startDaemon(t, o)
+		alice, bob := dm.login("alice"), dm.login("bob")
+		pending := dm.dial() // not logged in: closed the same way
+		id := invite(t, alice, map[string]any{"invitee": "bob", "data": ""})
+		expectEvent(t, bob, "onReceiveNewInvitation", id)
+
+		dm.cancel() // what SIGTERM does in main
+		for _, c := range []*clientT{alice, bob, pending} {
+			expectClosed(t, c, int(websocket.StatusServiceRestart))
+		}
+		// From the moment connections are closed the instance is never
+		// ready again: /readyz answers 503 or nothing at all.
+		if resp, err := httpClient.Get(dm.http + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusServiceUnavailable {
+				t.Fatalf("/readyz during shutdown: %d", resp.StatusCode)
+			}
+		}
+		if err := dm.d.Wait(); err != nil {
+			t.Fatalf("shutdown: %v", err)
+		}
+		dm.cancel = nil
+		if c, _, err := websocket.Dial(context.Background(), dm.ws, nil); err == nil {
+			c.CloseNow()
+			t.Fatal("a new connection was accepted after shutdown")
+		}
+	})
+}
+
+// TestSlowClientIsClosed: a receiver that stops reading is disconnected and
+// costs the inviter and the other receivers nothing.
+func TestSlowClientIsClosed(t *testing.T) {
+	checkLeaks(t)
+	o := baseOptions(t, "memory")
+	o.Server.SendQueue = 16
+	o.Server.WriteTimeout = 500 * time.Millisecond
+	o.Server.RateLimit, o.Server.RateBurst = 1e9, 1e9
+	dm := startDaemon(t, o)
+	mustAdmin(t, dm, "PUT", "/v1/groups/g/members", `{"members":["alice","slow","fast"]}`)
+
+	// The slow client logs in and then never reads again.
+	ctx := context.Background()
+	slow, _, err := websocket.Dial(ctx, dm.ws, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.CloseNow()
+	slow.SetReadLimit(1 << 20)
+	if err := slow.Write(ctx, websocket.MessageText, []byte(fmt.Sprintf(`{"id":1,"op":"login","userID":"slow","userSig":%q}`, dm.token("slow")))); err != nil {
+		t.Fatal(err)
+	}
+	if _, reply, err := slow.Read(ctx); err != nil || !strings.Contains(string(reply), `"code":0`) {
+		t.Fatalf("slow login: %s %v", reply, err)
+	}
+	fast, alice := dm.login("fast"), dm.login("alice")
+
+	// 1,500 invitations of 12 KiB: far more than socket buffers hold.
+	const n = 1500
+	data := strings.Repeat("x", 12*1024)
+	done := make(chan error, 1)
+	go func() { // fast reads everything while alice sends
+		for i := range n {
+			f, err := fast.Next(ctx)
+			if err != nil || f.Event != "onReceiveNewInvitation" {
+				done <- fmt.Errorf("fast client, frame %d: %+v %v", i, f, err)
+				return
+			}
+		}
+		done <- nil
+	}()
+	for range n {
+		mustCall(t, alice, protocol.OpInviteInGroup, map[string]any{"groupID": "g", "inviteeList": []string{"slow", "fast"}, "data": data})
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// The slow client now reads what reached it: fewer than all, then the end.
+	got := 0
+	rctx, cancel := context.WithTimeout(ctx, waitFor)
+	defer cancel()
+	for {
+		if _, _, err := slow.Read(rctx); err != nil {
+			if errors.Is(err, context.DeadlineExceeded) {
+				t.Fatal("the slow client was never disconnected")
+			}
+			break
+		}
+		got++
+	}
+	if got >= n {
+		t.Fatalf("the slow client received all %d events", got)
+	}
+	t.Logf("slow client got %d of %d events before it was closed", got, n)
+	if _, body := dm.get("/metrics"); !strings.Contains(body, "signald_slow_clients_closed_total 1") {
+		t.Error("signald_slow_clients_closed_total is not 1")
+	}
+}
+
+// TestRestartOnRedis: invitations and their deadlines live in Redis, so a
+// restarted signald serves them: accept after the restart, and the timeout
+// still fires.
+func TestRestartOnRedis(t *testing.T) {
+	checkLeaks(t)
+	o := baseOptions(t, "redis")
+	first := startDaemon(t, o)
+	alice := first.login("alice")
+	toAccept := invite(t, alice, map[string]any{"invitee": "bob", "data": "a", "timeout": 60})
+	toTimeOut := invite(t, alice, map[string]any{"invitee": "bob", "data": "b", "timeout": 1})
+	first.stop()
+	expectClosed(t, alice, int(websocket.StatusServiceRestart))
+
+	second := startDaemon(t, o)
+	alice = second.login("alice")
+	bob := second.login("bob")
+	seen := map[string]bool{}
+	for range 2 { // rung on login for both; the 1 s one may already be over
+		f := next(t, bob)
+		seen[f.InviteID+" "+f.Event] = true
+		if f.Event == "onInvitationTimeout" {
+			break
+		}
+	}
+	if !seen[toAccept+" onReceiveNewInvitation"] {
+		t.Fatalf("bob was not rung for the invitation made before the restart: %v", seen)
+	}
+	mustCall(t, bob, protocol.OpAccept, map[string]any{"inviteID": toAccept})
+	// alice hears the accept and the timeout, in whichever order they happen.
+	got := map[string]bool{}
+	for range 2 {
+		f := next(t, alice)
+		got[f.Event+" "+f.InviteID] = true
+	}
+	if !got["onInviteeAccepted "+toAccept] || !got["onInvitationTimeout "+toTimeOut] {
+		t.Fatalf("alice got %v", got)
+	}
+	info := decode[protocol.SignalingInfo](t, mustCall(t, alice, protocol.OpGetSignalingInfo, map[string]any{"inviteID": toTimeOut}).Data)
+	if info.States["bob"] != "timeout" {
+		t.Fatalf("after restart: %+v", info)
+	}
+}
+
+// TestRedisUnavailable: without Redis, requests fail with 90994, /readyz
+// says 503, /healthz stays 200 and connections stay open.
+func TestRedisUnavailable(t *testing.T) {
+	checkLeaks(t)
+	addr, stopRedis := redistest.StartServer(t)
+	o := baseOptions(t, "memory")
+	o.RedisURL = "redis://" + addr + "?dial_timeout=200ms&read_timeout=200ms&write_timeout=200ms&max_retries=0"
+	o.Server.RequestTimeout = time.Second
+	dm := startDaemon(t, o)
+	alice := dm.login("alice")
+	invite(t, alice, map[string]any{"invitee": "bob", "data": ""})
+	stopRedis()
+	wantCode(t, alice, protocol.CodeInternal, protocol.OpInvite, map[string]any{"invitee": "bob", "data": ""})
+	wantCode(t, alice, protocol.CodeInternal, protocol.OpGetSignalingInfo, map[string]any{"inviteID": "x"})
+	mustCall(t, alice, protocol.OpPing, nil)
+	if code, _ := dm.get("/readyz"); code != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz without Redis: %d, want 503", code)
+	}
+	if code, _ := dm.get("/healthz"); code != http.StatusOK {
+		t.Fatalf("/healthz without Redis: %d, want 200", code)
+	}
+	// A login needs the store (pending invitations): it fails cleanly.
+	c := dm.dial()
+	wantCode(t, c, protocol.CodeInternal, protocol.OpLogin, map[string]any{"userID": "bob", "userSig": dm.token("bob")})
+	expectClosed(t, c, int(websocket.StatusPolicyViolation))
+}
+
+// TestDaemonRefusesToStartWithoutSecrets checks the message names what to set.
+func TestDaemonRefusesToStartWithoutSecrets(t *testing.T) {
+	var out strings.Builder
+	err := app.Main(context.Background(), []string{"serve", "--addr", "127.0.0.1:0"}, func(string) string { return "" }, &out, &out)
+	if err == nil || !strings.Contains(err.Error(), "SIGNALD_JWT_SECRET") || !strings.Contains(err.Error(), "SIGNALD_ADMIN_TOKEN") || !strings.Contains(err.Error(), "--dev") {
+		t.Fatalf("start without secrets: %v", err)
+	}
+	env := map[string]string{"SIGNALD_JWT_SECRET": "s", "SIGNALD_ADMIN_TOKEN": "t", "SIGNALD_LOGIN_DEADLINE": "soon"}
+	err = app.Main(context.Background(), []string{"serve"}, func(k string) string { return env[k] }, &out, &out)
+	if err == nil || !strings.Contains(err.Error(), "SIGNALD_LOGIN_DEADLINE") {
+		t.Fatalf("bad duration in the environment: %v", err)
+	}
+	delete(env, "SIGNALD_LOGIN_DEADLINE")
+	err = app.Main(context.Background(), []string{"serve", "--redis-url", "http://x"}, func(k string) string { return env[k] }, &out, &out)
+	if err == nil || !strings.Contains(err.Error(), "redis://") {
+		t.Fatalf("bad Redis URL: %v", err)
+	}
+}
+
+func TestTokenCommand(t *testing.T) {
+	var out, errOut strings.Builder
+	if err := app.Main(context.Background(), []string{"token", "--user", "alice", "--dev"}, func(string) string { return "" }, &out, &errOut); err != nil {
+		t.Fatal(err)
+	}
+	checkLeaks(t)
+	dm := startDaemon(t, baseOptions(t, "memory"))
+	c := dm.dial()
+	mustCall(t, c, protocol.OpLogin, map[string]any{"userID": "alice", "userSig": strings.TrimSpace(out.String())})
+	if err := app.Main(context.Background(), []string{"token", "--user", "alice"}, func(string) string { return "" }, &out, &errOut); err == nil {
+		t.Fatal("token without a secret succeeded")
+	}
+}
+
+// TestMainStopsOnSignal runs the command line as main does and stops it
+// with SIGTERM-equivalent cancellation within the shutdown timeout.
+func TestMainStopsOnSignal(t *testing.T) {
+	checkLeaks(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var out strings.Builder
+	done := make(chan error, 1)
+	go func() {
+		done <- app.Main(ctx, []string{"--dev", "--addr", "127.0.0.1:0", "--log-format", "text"}, func(string) string { return "" }, &out, &syncWriter{})
+	}()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Main: %v", err)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("Main did not stop")
+	}
+	_ = syscall.SIGTERM
+}
+
+type syncWriter struct{}
+
+func (*syncWriter) Write(p []byte) (int, error) { return len(p), nil }

@@ -1,0 +1,201 @@
+// Package app wires signald together: options from flags and environment,
+// the store, engine, hub and server, and their start and ordered shutdown.
+// cmd/signald only turns signals into a context and calls Main.
+package app
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/signald/signald/internal/invite"
+	"github.com/signald/signald/internal/server"
+)
+
+// Well-known values used by --dev. They are public, so a server started
+// with them must never face the internet; Run logs a warning.
+const (
+	DevJWTSecret  = "signald-dev-secret"
+	DevAdminToken = "signald-dev-admin-token"
+)
+
+// Options is everything signald can be configured with.
+type Options struct {
+	Addr            string
+	RedisURL        string // "": the embedded in-memory store
+	RedisPrefix     string
+	JWTSecret       string
+	AdminToken      string
+	Dev             bool
+	LogFormat       string // json or text
+	LogLevel        string // debug, info, warn, error
+	JWTLeeway       time.Duration
+	ShutdownTimeout time.Duration
+	Server          server.Config
+	Engine          invite.Config
+}
+
+// DefaultOptions returns the defaults of PROTOCOL.md and a production
+// posture: no secrets, so that a forgotten setting stops the start.
+func DefaultOptions() Options {
+	return Options{
+		Addr:            ":8080",
+		RedisPrefix:     "signald:",
+		LogFormat:       "json",
+		LogLevel:        "info",
+		JWTLeeway:       5 * time.Second,
+		ShutdownTimeout: 15 * time.Second,
+		Server:          server.DefaultConfig(),
+		Engine:          invite.DefaultConfig(),
+	}
+}
+
+// validate fills in dev values and reports what is missing or wrong.
+func (o *Options) validate() error {
+	if o.Dev {
+		if o.JWTSecret == "" {
+			o.JWTSecret = DevJWTSecret
+		}
+		if o.AdminToken == "" {
+			o.AdminToken = DevAdminToken
+		}
+	}
+	var errs []error
+	if o.JWTSecret == "" {
+		errs = append(errs, errors.New("no userSig secret: set SIGNALD_JWT_SECRET (or --jwt-secret), or start with --dev for development"))
+	}
+	if o.AdminToken == "" {
+		errs = append(errs, errors.New("no admin token: set SIGNALD_ADMIN_TOKEN (or --admin-token), or start with --dev for development"))
+	}
+	if o.RedisURL != "" && !strings.HasPrefix(o.RedisURL, "redis://") && !strings.HasPrefix(o.RedisURL, "rediss://") {
+		errs = append(errs, errors.New("SIGNALD_REDIS_URL must start with redis:// or rediss://"))
+	}
+	if o.LogFormat != "json" && o.LogFormat != "text" {
+		errs = append(errs, fmt.Errorf("log format %q: want json or text", o.LogFormat))
+	}
+	if _, err := parseLevel(o.LogLevel); err != nil {
+		errs = append(errs, err)
+	}
+	if o.ShutdownTimeout <= 0 || o.JWTLeeway < 0 {
+		errs = append(errs, errors.New("shutdown timeout must be positive and JWT leeway not negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// envFlags binds flags whose defaults come from the environment, collecting
+// environment values that do not parse.
+type envFlags struct {
+	fs     *flag.FlagSet
+	getenv func(string) string
+	errs   []error
+}
+
+func (e *envFlags) env(name string) (string, bool) {
+	v := e.getenv(name)
+	return v, v != ""
+}
+
+func (e *envFlags) str(p *string, flagName, envName, usage string) {
+	if v, ok := e.env(envName); ok {
+		*p = v
+	}
+	e.fs.StringVar(p, flagName, *p, usage+" ("+envName+")")
+}
+
+func (e *envFlags) boolean(p *bool, flagName, envName, usage string) {
+	if v, ok := e.env(envName); ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			e.errs = append(e.errs, fmt.Errorf("%s=%q: want true or false", envName, v))
+		}
+		*p = b
+	}
+	e.fs.BoolVar(p, flagName, *p, usage+" ("+envName+")")
+}
+
+func (e *envFlags) duration(p *time.Duration, flagName, envName, usage string) {
+	if v, ok := e.env(envName); ok {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			e.errs = append(e.errs, fmt.Errorf("%s=%q: want a duration such as 30s", envName, v))
+		}
+		*p = d
+	}
+	e.fs.DurationVar(p, flagName, *p, usage+" ("+envName+")")
+}
+
+func (e *envFlags) integer(p *int, flagName, envName, usage string) {
+	if v, ok := e.env(envName); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			e.errs = append(e.errs, fmt.Errorf("%s=%q: want a whole number", envName, v))
+		}
+		*p = n
+	}
+	e.fs.IntVar(p, flagName, *p, usage+" ("+envName+")")
+}
+
+// parseOptions reads the serve command's flags, with defaults from the
+// environment; a flag given on the command line wins over the environment.
+func parseOptions(args []string, getenv func(string) string, out io.Writer) (Options, error) {
+	o := DefaultOptions()
+	fs := flag.NewFlagSet("signald serve", flag.ContinueOnError)
+	fs.SetOutput(out)
+	e := &envFlags{fs: fs, getenv: getenv}
+	e.str(&o.Addr, "addr", "SIGNALD_ADDR", "listen address")
+	e.str(&o.RedisURL, "redis-url", "SIGNALD_REDIS_URL", "Redis URL (redis:// or rediss://); empty for the embedded store")
+	e.str(&o.RedisPrefix, "redis-prefix", "SIGNALD_REDIS_PREFIX", "prefix of every Redis key")
+	e.str(&o.JWTSecret, "jwt-secret", "SIGNALD_JWT_SECRET", "HS256 secret that userSig tokens are signed with")
+	e.str(&o.AdminToken, "admin-token", "SIGNALD_ADMIN_TOKEN", "bearer token of the admin API")
+	e.boolean(&o.Dev, "dev", "SIGNALD_DEV", "development mode: well-known secret and admin token")
+	e.str(&o.LogFormat, "log-format", "SIGNALD_LOG_FORMAT", "log format: json or text")
+	e.str(&o.LogLevel, "log-level", "SIGNALD_LOG_LEVEL", "log level: debug, info, warn or error")
+	e.duration(&o.JWTLeeway, "jwt-leeway", "SIGNALD_JWT_LEEWAY", "clock leeway for userSig exp, nbf and iat")
+	e.duration(&o.ShutdownTimeout, "shutdown-timeout", "SIGNALD_SHUTDOWN_TIMEOUT", "hard limit on graceful shutdown")
+	e.duration(&o.Server.LoginDeadline, "login-deadline", "SIGNALD_LOGIN_DEADLINE", "time a new connection has to log in")
+	readLimit := int(o.Server.ReadLimit)
+	e.integer(&readLimit, "read-limit", "SIGNALD_READ_LIMIT", "largest frame accepted, in bytes")
+	e.integer(&o.Server.SendQueue, "send-queue", "SIGNALD_SEND_QUEUE", "frames queued per connection before it is closed as too slow")
+	e.duration(&o.Server.PingInterval, "ping-interval", "SIGNALD_PING_INTERVAL", "WebSocket ping interval")
+	e.duration(&o.Server.WriteTimeout, "write-timeout", "SIGNALD_WRITE_TIMEOUT", "timeout of one frame's write")
+	e.duration(&o.Server.RequestTimeout, "request-timeout", "SIGNALD_REQUEST_TIMEOUT", "timeout of one request's store work")
+	rateLimit := float64(o.Server.RateLimit)
+	e.fs.Float64Var(&rateLimit, "rate-limit", rateLimit, "requests per second per connection (SIGNALD_RATE_LIMIT)")
+	if v, ok := e.env("SIGNALD_RATE_LIMIT"); ok {
+		if f, err := strconv.ParseFloat(v, 64); err == nil {
+			rateLimit = f
+			_ = fs.Set("rate-limit", v)
+		} else {
+			e.errs = append(e.errs, fmt.Errorf("SIGNALD_RATE_LIMIT=%q: want a number", v))
+		}
+	}
+	e.integer(&o.Server.RateBurst, "rate-burst", "SIGNALD_RATE_BURST", "request burst per connection")
+	origins := ""
+	e.str(&origins, "allowed-origins", "SIGNALD_ALLOWED_ORIGINS", "comma-separated browser origin patterns allowed besides the server's own host")
+	e.integer(&o.Engine.MaxInvitees, "max-invitees", "SIGNALD_MAX_INVITEES", "longest inviteeList")
+	e.duration(&o.Engine.MaxLifetime, "max-lifetime", "SIGNALD_MAX_LIFETIME", "maximum timeout, and lifetime of invitations without one")
+	e.duration(&o.Engine.Retention, "retention", "SIGNALD_RETENTION", "how long an ended invitation stays readable")
+	e.duration(&o.Engine.PollInterval, "poll-interval", "SIGNALD_POLL_INTERVAL", "how often due timeouts are looked for")
+	e.duration(&o.Engine.ClaimLease, "claim-lease", "SIGNALD_CLAIM_LEASE", "how long a claimed timeout is hidden from other instances")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if len(e.errs) > 0 {
+		return o, errors.Join(e.errs...)
+	}
+	o.Server.ReadLimit = int64(readLimit)
+	o.Server.RateLimit = rate.Limit(rateLimit)
+	if origins != "" {
+		o.Server.OriginPatterns = strings.Split(origins, ",")
+	}
+	return o, o.validate()
+}
