@@ -1,0 +1,47 @@
+# signald — the two commands that matter are `make run` and `make test`.
+GO            ?= go
+BIN           := bin/signald
+# Tool versions are pinned so that every machine lints the same way.
+STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+ADDR          ?= :8080
+
+.PHONY: all run build test test-short deps lint fuzz bench docker clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/signald
+
+## run: build and start signald on $(ADDR) with the embedded store, in dev mode.
+run: build
+	SIGNALD_ADDR=$(ADDR) SIGNALD_LOG_FORMAT=text ./$(BIN) serve --dev
+
+## deps: install what the tests need and the machine lacks (redis-server).
+deps:
+	@scripts/install-deps.sh
+
+## test: go vet, then every test with -race against a private redis-server.
+test: deps
+	scripts/with-redis.sh sh -c '$(GO) vet ./... && $(GO) test -race -count=1 -timeout 20m ./...'
+
+## lint: go vet, gofmt and staticcheck.
+lint:
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) run $(STATICCHECK) ./...
+
+## fuzz: a short run of every fuzz target.
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzDecodeRequest -fuzztime 30s ./internal/protocol
+	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime 30s ./internal/auth
+
+## bench: Go microbenchmarks of the hot paths, against a private redis-server.
+bench: deps
+	scripts/with-redis.sh $(GO) test -run '^$$' -bench . -benchmem -count 5 ./...
+
+## docker: a small static image (needs a Docker engine).
+docker:
+	docker build -f deploy/Dockerfile -t signald:dev .
+
+clean:
+	rm -rf bin
