@@ -4,9 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -301,9 +302,32 @@ func TestMainStopsOnSignal(t *testing.T) {
 	case <-time.After(waitFor):
 		t.Fatal("Main did not stop")
 	}
-	_ = syscall.SIGTERM
 }
 
 type syncWriter struct{}
 
 func (*syncWriter) Write(p []byte) (int, error) { return len(p), nil }
+
+// TestUnansweredPingsCloseTheConnection: a peer that no longer answers
+// WebSocket pings (a phone that vanished) is dropped.
+func TestUnansweredPingsCloseTheConnection(t *testing.T) {
+	checkLeaks(t)
+	o := baseOptions(t, "memory")
+	o.Server.PingInterval = 50 * time.Millisecond
+	dm := startDaemon(t, o)
+	answering := dm.login("alice") // its reader answers pings
+
+	// A raw TCP peer that upgrades and then never answers anything.
+	conn, err := net.Dial("tcp", strings.TrimPrefix(dm.http, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	_ = conn.SetReadDeadline(time.Now().Add(waitFor))
+	if _, err := io.Copy(io.Discard, conn); err != nil { // pings arrive, unanswered, then EOF
+		t.Fatalf("the silent peer was not disconnected: %v", err)
+	}
+	mustCall(t, answering, protocol.OpPing, nil)
+}

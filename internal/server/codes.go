@@ -2,7 +2,6 @@ package server
 
 import (
 	"errors"
-	"net/http"
 
 	"github.com/signald/signald/internal/auth"
 	"github.com/signald/signald/internal/group"
@@ -47,12 +46,4 @@ func codeOf(err error) (int, string) {
 		}
 	}
 	return protocol.CodeInternal, "internal error; the request may or may not have taken effect"
-}
-
-// httpStatusOf is codeOf for the HTTP surface.
-func httpStatusOf(err error) int {
-	if errors.Is(err, invite.ErrUnavailable) {
-		return http.StatusServiceUnavailable
-	}
-	return http.StatusInternalServerError
 }
