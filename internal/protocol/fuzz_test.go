@@ -1,9 +1,11 @@
 package protocol
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"testing"
+	"unicode/utf8"
 )
 
 // FuzzDecodeRequest holds the decoder to its promises on any input: no
@@ -47,6 +49,42 @@ func FuzzDecodeRequest(f *testing.F) {
 			check(err)
 			_, err = r.PushInfo(name)
 			check(err)
+		}
+	})
+}
+
+// FuzzSplitMatchesStdlib holds the hand-written object splitter to
+// encoding/json: the same frames are objects, with the same members and the
+// same raw values (last duplicate wins). Invalid UTF-8 is left out: the
+// splitter keeps such bytes as they are, where encoding/json replaces them.
+func FuzzSplitMatchesStdlib(f *testing.F) {
+	for _, s := range []string{`{"id":1,"op":"ping"}`, `{"a":{"b":[1,"}"]},"c":"\"q\"","a":2}`, `{"\u0069d":3}`, ` { } `, `[]`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		if !utf8.Valid(frame) {
+			return
+		}
+		var want map[string]json.RawMessage
+		stdErr := json.Unmarshal(frame, &want)
+		fields, err := splitObject(frame)
+		if (stdErr != nil || want == nil) != (err != nil) {
+			t.Fatalf("%q: encoding/json error %v (nil map %v), splitObject error %v", frame, stdErr, want == nil, err)
+		}
+		if err != nil {
+			return
+		}
+		got := map[string][]byte{}
+		for _, fl := range fields {
+			got[string(fl.key)] = fl.val
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%q: %d distinct members, encoding/json %d", frame, len(got), len(want))
+		}
+		for k, v := range want {
+			if !bytes.Equal(got[k], v) {
+				t.Fatalf("%q: member %q = %q, encoding/json %q", frame, k, got[k], v)
+			}
 		}
 	})
 }

@@ -73,7 +73,7 @@ var ErrBadParam = errors.New("invalid parameter")
 type Request struct {
 	ID     int64
 	Op     string
-	fields map[string]json.RawMessage
+	fields []field
 }
 
 // DecodeRequest parses a client frame. It fails (and the reply has id 0)
@@ -81,8 +81,8 @@ type Request struct {
 // missing or non-string op decodes as Op "" so that the caller can answer
 // with the request's id.
 func DecodeRequest(frame []byte) (*Request, error) {
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(frame, &fields); err != nil || fields == nil {
+	fields, err := splitObject(frame)
+	if err != nil {
 		return nil, fmt.Errorf("frame is not a JSON object: %w", ErrBadParam)
 	}
 	r := &Request{fields: fields}
@@ -99,11 +99,15 @@ func isNull(raw json.RawMessage) bool { return bytes.Equal(bytes.TrimSpace(raw),
 
 // lookup returns a present, non-null field.
 func (r *Request) lookup(name string) (json.RawMessage, bool) {
-	raw, ok := r.fields[name]
-	if !ok || isNull(raw) {
-		return nil, false
+	for i := len(r.fields) - 1; i >= 0; i-- { // the last of duplicate keys wins
+		if f := r.fields[i]; string(f.key) == name {
+			if isNull(f.val) {
+				return nil, false
+			}
+			return f.val, true
+		}
 	}
-	return raw, true
+	return nil, false
 }
 
 // Has reports whether a parameter is present and not null.
@@ -117,8 +121,8 @@ func (r *Request) optString(name string) (string, bool, error) {
 	if !ok {
 		return "", false, nil
 	}
-	var s string
-	if raw[0] != '"' || json.Unmarshal(raw, &s) != nil {
+	s, ok := unquote(raw)
+	if !ok {
 		return "", false, fmt.Errorf("%s must be a string: %w", name, ErrBadParam)
 	}
 	return s, true, nil
@@ -146,14 +150,14 @@ func (r *Request) wholeNumber(name string) (int64, bool, error) {
 	if !ok {
 		return 0, false, nil
 	}
-	var n json.Number
-	if c := raw[0]; (c != '-' && (c < '0' || c > '9')) || json.Unmarshal(raw, &n) != nil {
+	if c := raw[0]; c != '-' && (c < '0' || c > '9') {
 		return 0, false, fmt.Errorf("%s must be a number: %w", name, ErrBadParam)
 	}
-	if i, err := strconv.ParseInt(n.String(), 10, 64); err == nil {
+	// The frame passed json.Valid, so raw is a well-formed JSON number.
+	if i, err := strconv.ParseInt(string(raw), 10, 64); err == nil {
 		return i, true, nil
 	}
-	f, err := strconv.ParseFloat(n.String(), 64)
+	f, err := strconv.ParseFloat(string(raw), 64)
 	if err != nil || f != math.Trunc(f) || f < math.MinInt64 || f >= math.MaxInt64 {
 		return 0, false, fmt.Errorf("%s must be a whole number: %w", name, ErrBadParam)
 	}
@@ -175,11 +179,13 @@ func (r *Request) Bool(name string, def bool) (bool, error) {
 	if !ok {
 		return def, nil
 	}
-	var b bool
-	if err := json.Unmarshal(raw, &b); err != nil {
-		return def, fmt.Errorf("%s must be true or false: %w", name, ErrBadParam)
+	switch string(raw) {
+	case "true":
+		return true, nil
+	case "false":
+		return false, nil
 	}
-	return b, nil
+	return def, fmt.Errorf("%s must be true or false: %w", name, ErrBadParam)
 }
 
 // StringList returns a required array-of-strings parameter.
@@ -194,9 +200,11 @@ func (r *Request) StringList(name string) ([]string, error) {
 	}
 	out := make([]string, len(items))
 	for i, it := range items {
-		if len(it) == 0 || it[0] != '"' || json.Unmarshal(it, &out[i]) != nil {
+		s, ok := unquote(it)
+		if !ok {
 			return nil, fmt.Errorf("%s must be an array of strings: %w", name, ErrBadParam)
 		}
+		out[i] = s
 	}
 	return out, nil
 }
@@ -241,8 +249,8 @@ func (r *Request) PushInfo(name string) (PushInfo, error) {
 // DecodeObject parses any JSON object for the typed getters, without the
 // id requirement of a request.
 func DecodeObject(raw []byte) (*Request, error) {
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &fields); err != nil || fields == nil {
+	fields, err := splitObject(raw)
+	if err != nil {
 		return nil, fmt.Errorf("not a JSON object: %w", ErrBadParam)
 	}
 	return &Request{fields: fields}, nil
