@@ -31,7 +31,7 @@ const waitFor = 10 * time.Second
 
 // daemon is one signald started in-process on a loopback port.
 type daemon struct {
-	t      *testing.T
+	t      testing.TB
 	opts   app.Options
 	d      *app.Daemon
 	cancel context.CancelFunc
@@ -61,7 +61,7 @@ func checkLeaks(t *testing.T) {
 	})
 }
 
-func baseOptions(t *testing.T, backend string) app.Options {
+func baseOptions(t testing.TB, backend string) app.Options {
 	t.Helper()
 	o := app.DefaultOptions()
 	o.Addr = "127.0.0.1:0"
@@ -77,7 +77,7 @@ func baseOptions(t *testing.T, backend string) app.Options {
 	return o
 }
 
-func startDaemon(t *testing.T, o app.Options) *daemon {
+func startDaemon(t testing.TB, o app.Options) *daemon {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	reg := prometheus.NewRegistry()
@@ -139,7 +139,7 @@ func (dm *daemon) login(user string) *client.Client {
 	return c
 }
 
-func call(t *testing.T, c *client.Client, op string, params map[string]any) *protocol.Frame {
+func call(t testing.TB, c *client.Client, op string, params map[string]any) *protocol.Frame {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
@@ -151,7 +151,7 @@ func call(t *testing.T, c *client.Client, op string, params map[string]any) *pro
 }
 
 // mustCall calls op and requires code 0.
-func mustCall(t *testing.T, c *client.Client, op string, params map[string]any) *protocol.Frame {
+func mustCall(t testing.TB, c *client.Client, op string, params map[string]any) *protocol.Frame {
 	t.Helper()
 	f := call(t, c, op, params)
 	if f.Code != 0 {
@@ -161,7 +161,7 @@ func mustCall(t *testing.T, c *client.Client, op string, params map[string]any) 
 }
 
 // wantCode calls op and requires the given code.
-func wantCode(t *testing.T, c *client.Client, code int, op string, params map[string]any) *protocol.Frame {
+func wantCode(t testing.TB, c *client.Client, code int, op string, params map[string]any) *protocol.Frame {
 	t.Helper()
 	f := call(t, c, op, params)
 	if f.Code != code {
@@ -174,7 +174,7 @@ func wantCode(t *testing.T, c *client.Client, code int, op string, params map[st
 }
 
 // invite sends an invite and returns the inviteID.
-func invite(t *testing.T, c *client.Client, params map[string]any) string {
+func invite(t testing.TB, c *client.Client, params map[string]any) string {
 	t.Helper()
 	f := mustCall(t, c, protocol.OpInvite, params)
 	var id string
@@ -185,7 +185,7 @@ func invite(t *testing.T, c *client.Client, params map[string]any) string {
 }
 
 // next returns the next event (or unmatched reply) on c.
-func next(t *testing.T, c *client.Client) *protocol.Frame {
+func next(t testing.TB, c *client.Client) *protocol.Frame {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
@@ -197,7 +197,7 @@ func next(t *testing.T, c *client.Client) *protocol.Frame {
 }
 
 // expectEvent requires the next frame on c to be event kind about inviteID.
-func expectEvent(t *testing.T, c *client.Client, kind, inviteID string) *protocol.Frame {
+func expectEvent(t testing.TB, c *client.Client, kind, inviteID string) *protocol.Frame {
 	t.Helper()
 	f := next(t, c)
 	if f.Event != kind || f.InviteID != inviteID {
@@ -208,7 +208,7 @@ func expectEvent(t *testing.T, c *client.Client, kind, inviteID string) *protoco
 
 // expectQuiet requires that nothing but replies has reached c so far: a
 // ping's reply comes after every frame queued before it.
-func expectQuiet(t *testing.T, c *client.Client) {
+func expectQuiet(t testing.TB, c *client.Client) {
 	t.Helper()
 	mustCall(t, c, protocol.OpPing, nil)
 	if n := c.Pending(); n > 0 {
@@ -218,7 +218,7 @@ func expectQuiet(t *testing.T, c *client.Client) {
 }
 
 // expectClosed waits for the server to close c and checks the close code.
-func expectClosed(t *testing.T, c *client.Client, code int) {
+func expectClosed(t testing.TB, c *client.Client, code int) {
 	t.Helper()
 	select {
 	case <-c.Done():
@@ -260,7 +260,7 @@ func (dm *daemon) get(path string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-func decode[T any](t *testing.T, raw json.RawMessage) T {
+func decode[T any](t testing.TB, raw json.RawMessage) T {
 	t.Helper()
 	var v T
 	if err := json.Unmarshal(raw, &v); err != nil {
