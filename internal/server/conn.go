@@ -15,8 +15,9 @@ import (
 // conn is one WebSocket connection. Its reader is the HTTP handler's
 // goroutine (run); its writer is the one goroutine that writes frames; a
 // ping, when one is due, runs in a short-lived goroutine the writer owns.
-// Every frame, reply or event, goes through sendq so that the writer alone
-// decides the order and a slow client costs nobody else anything.
+// Every frame, reply or event, goes through the send queue so that the
+// writer alone decides the order and a slow client costs nobody else
+// anything.
 type conn struct {
 	srv     *Server
 	ws      *websocket.Conn
@@ -26,7 +27,12 @@ type conn struct {
 	user     string      // set by the reader at login, before loggedIn
 	loggedIn atomic.Bool // written by the reader, read by the writer
 
-	sendq chan []byte
+	// The send queue is a slice rather than a buffered channel so that an
+	// idle connection holds no buffer at all; wake (capacity 1) tells the
+	// writer there is something to take.
+	qmu   sync.Mutex
+	queue [][]byte // guarded by qmu; never longer than cfg.SendQueue
+	wake  chan struct{}
 
 	// reqMu is held by the reader while it serves a request, so that a
 	// shutdown answers the request in flight before closing.
@@ -52,7 +58,7 @@ func newConn(s *Server, ws *websocket.Conn) *conn {
 		ws:      ws,
 		session: s.nextSes.Add(1),
 		limiter: rate.NewLimiter(s.cfg.RateLimit, s.cfg.RateBurst),
-		sendq:   make(chan []byte, s.cfg.SendQueue),
+		wake:    make(chan struct{}, 1),
 		quit:    make(chan struct{}),
 	}
 }
@@ -66,7 +72,7 @@ func (c *conn) Send(frame []byte) bool {
 	c.holdMu.Lock()
 	if c.holding {
 		defer c.holdMu.Unlock()
-		if len(c.held) >= cap(c.sendq) {
+		if len(c.held) >= c.srv.cfg.SendQueue {
 			c.stop(websocket.StatusPolicyViolation, "too slow", false)
 			return false
 		}
@@ -78,20 +84,41 @@ func (c *conn) Send(frame []byte) bool {
 }
 
 // enqueue queues a frame even after stop, so that a draining shutdown still
-// writes the reply to the request in flight.
+// writes the reply to the request in flight. A full queue means the client
+// is too slow: it is closed (1008) and the frame dropped.
 func (c *conn) enqueue(frame []byte) bool {
-	select {
-	case c.sendq <- frame:
-		return true
-	default:
+	c.qmu.Lock()
+	if len(c.queue) >= c.srv.cfg.SendQueue {
+		c.qmu.Unlock()
+		select {
+		case <-c.quit: // already closing; the frame goes with the connection
+		default:
+			c.srv.m.slowClosed.Inc()
+			c.stop(websocket.StatusPolicyViolation, "too slow", false)
+		}
+		return false
 	}
+	c.queue = append(c.queue, frame)
+	c.qmu.Unlock()
 	select {
-	case <-c.quit: // already closing; the frame is dropped with the connection
-	default:
-		c.srv.m.slowClosed.Inc()
-		c.stop(websocket.StatusPolicyViolation, "too slow", false)
+	case c.wake <- struct{}{}:
+	default: // the writer has been woken already
 	}
-	return false
+	return true
+}
+
+// takeQueue hands the writer everything queued so far. spare is the
+// previous batch's slice, reused so that a busy connection allocates none.
+func (c *conn) takeQueue(spare [][]byte) [][]byte {
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	batch := c.queue
+	if len(batch) == 0 {
+		return spare[:0]
+	}
+	clear(spare)
+	c.queue = spare[:0]
+	return batch
 }
 
 // stop asks the writer to close the connection with code. With drain, the
@@ -148,6 +175,7 @@ func (c *conn) writeLoop(ctx context.Context) {
 	defer login.Stop()
 	ping := time.NewTicker(c.srv.cfg.PingInterval)
 	defer ping.Stop()
+	var batch [][]byte
 	var pingDone chan struct{} // non-nil while a ping is in flight
 	pingCtx, cancelPing := context.WithCancel(ctx)
 	defer func() {
@@ -158,8 +186,9 @@ func (c *conn) writeLoop(ctx context.Context) {
 	}()
 	for {
 		select {
-		case frame := <-c.sendq:
-			if !c.write(ctx, frame) {
+		case <-c.wake:
+			batch = c.takeQueue(batch)
+			if !c.writeAll(ctx, batch) {
 				_ = c.ws.CloseNow()
 				return
 			}
@@ -198,17 +227,9 @@ func (c *conn) closeSocket(ctx context.Context) {
 		c.reqMu.Lock() // wait for the request in flight, if any
 		c.stopped = true
 		c.reqMu.Unlock()
-		for {
-			select {
-			case frame := <-c.sendq:
-				if !c.write(ctx, frame) {
-					_ = c.ws.CloseNow()
-					return
-				}
-				continue
-			default:
-			}
-			break
+		if !c.writeAll(ctx, c.takeQueue(nil)) {
+			_ = c.ws.CloseNow()
+			return
 		}
 	}
 	c.srv.m.closed.WithLabelValues(closeLabel(c.stopCode)).Inc()
@@ -226,10 +247,23 @@ func closeLabel(code websocket.StatusCode) string {
 	}
 }
 
-func (c *conn) write(ctx context.Context, frame []byte) bool {
-	wctx, cancel := context.WithTimeout(ctx, c.srv.cfg.WriteTimeout)
+// writeAll writes a batch of frames, each within the write timeout (one
+// timer serves the batch: the deadline moves on after every frame).
+func (c *conn) writeAll(ctx context.Context, batch [][]byte) bool {
+	if len(batch) == 0 {
+		return true
+	}
+	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	return c.ws.Write(wctx, websocket.MessageText, frame) == nil
+	t := time.AfterFunc(c.srv.cfg.WriteTimeout, cancel)
+	defer t.Stop()
+	for _, frame := range batch {
+		if c.ws.Write(wctx, websocket.MessageText, frame) != nil {
+			return false
+		}
+		t.Reset(c.srv.cfg.WriteTimeout)
+	}
+	return true
 }
 
 // reply queues the answer to request id.
