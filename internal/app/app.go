@@ -201,6 +201,17 @@ func Start(ctx context.Context, o Options, logger *slog.Logger, reg prometheus.R
 		var cause error
 		select {
 		case <-ctx.Done():
+			if o.DrainPeriod > 0 {
+				logger.Info("draining: /readyz answers 503", "for", o.DrainPeriod)
+				srv.Drain()
+				t := time.NewTimer(o.DrainPeriod)
+				select {
+				case <-t.C:
+				case cause = <-serveErr:
+					serveErr <- cause
+					t.Stop()
+				}
+			}
 			logger.Info("shutting down")
 		case cause = <-serveErr:
 			serveErr <- cause // for the http server step

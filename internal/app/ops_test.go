@@ -323,3 +323,40 @@ func TestUnansweredPingsCloseTheConnection(t *testing.T) {
 	}
 	mustCall(t, answering, protocol.OpPing, nil)
 }
+
+// TestDrainBeforeShutdown: on SIGTERM with a drain period the instance says
+// it is not ready while it goes on serving, then closes every connection
+// with 1012 in batches.
+func TestDrainBeforeShutdown(t *testing.T) {
+	checkLeaks(t)
+	o := baseOptions(t, "memory")
+	o.DrainPeriod = 2 * time.Second
+	o.Server.CloseBatch = 2
+	o.Server.CloseInterval = 10 * time.Millisecond
+	dm := startDaemon(t, o)
+	var clients []*clientT
+	for i := range 5 {
+		clients = append(clients, dm.login(fmt.Sprintf("u%d", i)))
+	}
+	dm.cancel()
+	for { // the drain begins right after the signal: wait for /readyz to say so
+		code, _ := dm.get("/readyz")
+		if code == http.StatusServiceUnavailable {
+			break
+		}
+		if code != http.StatusOK {
+			t.Fatalf("/readyz: %d", code)
+		}
+	}
+	// Still serving while the load balancer takes notice.
+	id := invite(t, clients[0], map[string]any{"invitee": "u1", "data": ""})
+	expectEvent(t, clients[1], "onReceiveNewInvitation", id)
+	late := dm.login("late")
+	for _, c := range append(clients, late) {
+		expectClosed(t, c, int(websocket.StatusServiceRestart))
+	}
+	if err := dm.d.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	dm.cancel = nil
+}

@@ -37,6 +37,7 @@ type Options struct {
 	LogLevel        string // debug, info, warn, error
 	JWTLeeway       time.Duration
 	ShutdownTimeout time.Duration
+	DrainPeriod     time.Duration // after SIGTERM, /readyz is 503 this long before connections are closed
 	Server          server.Config
 	Engine          invite.Config
 }
@@ -82,8 +83,8 @@ func (o *Options) validate() error {
 	if _, err := parseLevel(o.LogLevel); err != nil {
 		errs = append(errs, err)
 	}
-	if o.ShutdownTimeout <= 0 || o.JWTLeeway < 0 {
-		errs = append(errs, errors.New("shutdown timeout must be positive and JWT leeway not negative"))
+	if o.ShutdownTimeout <= 0 || o.JWTLeeway < 0 || o.DrainPeriod < 0 {
+		errs = append(errs, errors.New("shutdown timeout must be positive, JWT leeway and drain period not negative"))
 	}
 	return errors.Join(errs...)
 }
@@ -157,7 +158,10 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (Opt
 	e.str(&o.LogFormat, "log-format", "SIGNALD_LOG_FORMAT", "log format: json or text")
 	e.str(&o.LogLevel, "log-level", "SIGNALD_LOG_LEVEL", "log level: debug, info, warn or error")
 	e.duration(&o.JWTLeeway, "jwt-leeway", "SIGNALD_JWT_LEEWAY", "clock leeway for userSig exp, nbf and iat")
-	e.duration(&o.ShutdownTimeout, "shutdown-timeout", "SIGNALD_SHUTDOWN_TIMEOUT", "hard limit on graceful shutdown")
+	e.duration(&o.ShutdownTimeout, "shutdown-timeout", "SIGNALD_SHUTDOWN_TIMEOUT", "hard limit on graceful shutdown, after the drain period")
+	e.duration(&o.DrainPeriod, "drain-period", "SIGNALD_DRAIN_PERIOD", "after SIGTERM, how long /readyz answers 503 before connections are closed")
+	e.integer(&o.Server.CloseBatch, "close-batch", "SIGNALD_CLOSE_BATCH", "connections closed (1012) per batch on shutdown")
+	e.duration(&o.Server.CloseInterval, "close-interval", "SIGNALD_CLOSE_INTERVAL", "pause between batches of closed connections")
 	e.duration(&o.Server.LoginDeadline, "login-deadline", "SIGNALD_LOGIN_DEADLINE", "time a new connection has to log in")
 	readLimit := int(o.Server.ReadLimit)
 	e.integer(&readLimit, "read-limit", "SIGNALD_READ_LIMIT", "largest frame accepted, in bytes")

@@ -55,6 +55,11 @@ type Config struct {
 	RateLimit      rate.Limit    // requests per second per connection (60018 beyond)
 	RateBurst      int
 	OriginPatterns []string // browser origins allowed besides the server's own host
+	// CloseBatch and CloseInterval pace Shutdown: connections are closed
+	// (1012) CloseBatch at a time, one batch per CloseInterval, so that the
+	// clients of a restarting instance do not all reconnect at once.
+	CloseBatch    int
+	CloseInterval time.Duration
 }
 
 // DefaultConfig returns the protocol's defaults.
@@ -68,6 +73,8 @@ func DefaultConfig() Config {
 		RequestTimeout: 5 * time.Second,
 		RateLimit:      100,
 		RateBurst:      200,
+		CloseBatch:     500,
+		CloseInterval:  100 * time.Millisecond,
 	}
 }
 
@@ -81,6 +88,8 @@ func (c Config) validate() error {
 		return errors.New("server: send queue must hold at least one frame")
 	case c.RateLimit <= 0 || c.RateBurst < 1:
 		return errors.New("server: rate limit and burst must be positive")
+	case c.CloseBatch < 1 || c.CloseInterval < 0:
+		return errors.New("server: close batch must be positive and close interval not negative")
 	}
 	return nil
 }
@@ -106,10 +115,11 @@ type Server struct {
 	m       *metrics
 	nextSes atomic.Uint64
 
-	mu      sync.Mutex
-	conns   map[*conn]struct{} // guarded by mu
-	closing bool               // guarded by mu; set once by Shutdown
-	wg      sync.WaitGroup     // one per accepted connection
+	mu       sync.Mutex
+	conns    map[*conn]struct{} // guarded by mu
+	draining bool               // guarded by mu; set by Drain: /readyz says 503, all else goes on
+	closing  bool               // guarded by mu; set once by Shutdown
+	wg       sync.WaitGroup     // one per accepted connection
 }
 
 // New checks cfg and deps and registers the server's metrics.
@@ -145,7 +155,7 @@ func (s *Server) Handler() http.Handler {
 func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	s.mu.Lock()
-	closing := s.closing
+	closing := s.closing || s.draining
 	s.mu.Unlock()
 	if closing {
 		w.WriteHeader(http.StatusServiceUnavailable)
@@ -196,10 +206,18 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 }
 
+// Drain turns /readyz to 503 so that load balancers stop sending new
+// connections here, while everything else goes on as before.
+func (s *Server) Drain() {
+	s.mu.Lock()
+	s.draining = true
+	s.mu.Unlock()
+}
+
 // Shutdown turns /readyz to 503, refuses new connections, closes every live
-// one with 1012 (after its in-flight request is answered) and waits for them.
-// When ctx ends first the rest are dropped without a handshake and ctx's
-// error is returned.
+// one with 1012 (after its in-flight request is answered), in batches of
+// CloseBatch per CloseInterval, and waits for them. When ctx ends first the
+// rest are dropped without a handshake and ctx's error is returned.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
@@ -208,11 +226,21 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		conns = append(conns, c)
 	}
 	s.mu.Unlock()
-	for _, c := range conns {
-		c.stop(websocket.StatusServiceRestart, "server restart", true)
-	}
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
+	tick := time.NewTicker(max(s.cfg.CloseInterval, time.Millisecond))
+	defer tick.Stop()
+	for i := 0; i < len(conns); i += s.cfg.CloseBatch {
+		if i > 0 {
+			select {
+			case <-tick.C:
+			case <-ctx.Done():
+			}
+		}
+		for _, c := range conns[i:min(i+s.cfg.CloseBatch, len(conns))] {
+			c.stop(websocket.StatusServiceRestart, "server restart", true)
+		}
+	}
 	select {
 	case <-done:
 		return nil
