@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -158,15 +159,24 @@ func Start(ctx context.Context, o Options, logger *slog.Logger, reg prometheus.R
 	if err != nil {
 		return fail(err)
 	}
+	node := o.NodeID
+	if node == "" {
+		node = rand.Text()[:12]
+	}
+	bus := push.NewMemBus(hub, o.EventsKept, o.EventsRetention, nil)
+	busCtx, stopBus := context.WithCancel(context.Background())
+	var busWG sync.WaitGroup
+	busWG.Go(func() { _ = bus.Run(busCtx) })
+	steps.add("event bus", func(context.Context) error { stopBus(); busWG.Wait(); return nil })
 	engine, err := invite.NewEngine(o.Engine, invite.Deps{
-		Store: store, Groups: store, Publisher: server.NewPublisher(hub), Presence: hub,
+		Store: store, Groups: store, Publisher: server.NewPublisher(bus, node, logger),
 		Pusher: push.LogPusher{Logger: logger}, Logger: logger, Registry: reg,
 	})
 	if err != nil {
 		return fail(err)
 	}
 	srv, err := server.New(o.Server, server.Deps{
-		Engine: engine, Hub: hub, Verifier: auth.NewVerifier([]byte(o.JWTSecret), o.JWTLeeway),
+		Engine: engine, Hub: hub, Bus: bus, Verifier: auth.NewVerifier([]byte(o.JWTSecret), o.JWTLeeway),
 		Store: store, Admin: group.NewAdminHandler(store, o.AdminToken, logger),
 		Logger: logger, Registry: reg, Gatherer: gather,
 	})
@@ -194,7 +204,7 @@ func Start(ctx context.Context, o Options, logger *slog.Logger, reg prometheus.R
 		return err
 	})
 	steps.add("connections", srv.Shutdown)
-	logger.Info("signald listening", "addr", ln.Addr().String(), "store", storeName(o), "dev", o.Dev)
+	logger.Info("signald listening", "addr", ln.Addr().String(), "store", storeName(o), "node", node, "dev", o.Dev)
 
 	d := &Daemon{Addr: ln.Addr().String(), done: make(chan error, 1)}
 	go func() {

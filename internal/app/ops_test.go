@@ -116,7 +116,8 @@ func TestGracefulShutdown(t *testing.T) {
 func TestSlowClientIsClosed(t *testing.T) {
 	checkLeaks(t)
 	o := baseOptions(t, "memory")
-	o.Server.SendQueue = 16
+	o.Server.SendQueue = 32
+	o.EventsKept = 8
 	o.Server.WriteTimeout = 500 * time.Millisecond
 	o.Server.RateLimit, o.Server.RateBurst = 1e9, 1e9
 	dm := startDaemon(t, o)

@@ -38,6 +38,9 @@ type Options struct {
 	JWTLeeway       time.Duration
 	ShutdownTimeout time.Duration
 	DrainPeriod     time.Duration // after SIGTERM, /readyz is 503 this long before connections are closed
+	NodeID          string        // this instance's name among those sharing a Redis; "" picks a random one
+	EventsKept      int           // events kept per user for resume
+	EventsRetention time.Duration // how long a user's kept events outlive the newest of them
 	Server          server.Config
 	Engine          invite.Config
 }
@@ -52,6 +55,8 @@ func DefaultOptions() Options {
 		LogLevel:        "info",
 		JWTLeeway:       5 * time.Second,
 		ShutdownTimeout: 15 * time.Second,
+		EventsKept:      100,
+		EventsRetention: 24 * time.Hour,
 		Server:          server.DefaultConfig(),
 		Engine:          invite.DefaultConfig(),
 	}
@@ -82,6 +87,12 @@ func (o *Options) validate() error {
 	}
 	if _, err := parseLevel(o.LogLevel); err != nil {
 		errs = append(errs, err)
+	}
+	if o.EventsKept < 1 || o.EventsRetention <= 0 {
+		errs = append(errs, errors.New("events kept and their retention must be positive"))
+	}
+	if o.Server.SendQueue < o.EventsKept+16 {
+		errs = append(errs, fmt.Errorf("send queue (%d) must hold the events replayed on a login (%d) and some more", o.Server.SendQueue, o.EventsKept))
 	}
 	if o.ShutdownTimeout <= 0 || o.JWTLeeway < 0 || o.DrainPeriod < 0 {
 		errs = append(errs, errors.New("shutdown timeout must be positive, JWT leeway and drain period not negative"))
@@ -159,6 +170,9 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (Opt
 	e.str(&o.LogLevel, "log-level", "SIGNALD_LOG_LEVEL", "log level: debug, info, warn or error")
 	e.duration(&o.JWTLeeway, "jwt-leeway", "SIGNALD_JWT_LEEWAY", "clock leeway for userSig exp, nbf and iat")
 	e.duration(&o.ShutdownTimeout, "shutdown-timeout", "SIGNALD_SHUTDOWN_TIMEOUT", "hard limit on graceful shutdown, after the drain period")
+	e.str(&o.NodeID, "node-id", "SIGNALD_NODE_ID", "this instance's name among those sharing a Redis (default: random)")
+	e.integer(&o.EventsKept, "events-kept", "SIGNALD_EVENTS_KEPT", "events kept per user for resume (lastEventID)")
+	e.duration(&o.EventsRetention, "events-retention", "SIGNALD_EVENTS_RETENTION", "how long a user's kept events outlive the newest of them")
 	e.duration(&o.DrainPeriod, "drain-period", "SIGNALD_DRAIN_PERIOD", "after SIGTERM, how long /readyz answers 503 before connections are closed")
 	e.integer(&o.Server.CloseBatch, "close-batch", "SIGNALD_CLOSE_BATCH", "connections closed (1012) per batch on shutdown")
 	e.duration(&o.Server.CloseInterval, "close-interval", "SIGNALD_CLOSE_INTERVAL", "pause between batches of closed connections")

@@ -27,11 +27,6 @@ type Groups interface {
 	FirstNonMember(ctx context.Context, groupID string, users []string) (string, error)
 }
 
-// Presence tells whether a user has a live connection anywhere.
-type Presence interface {
-	Online(user string) bool
-}
-
 // PushInfo is the offlinePushInfo of an invite: what an offline push
 // notification should show.
 type PushInfo struct {
@@ -86,14 +81,13 @@ func DefaultConfig() Config {
 // Engine validates requests, applies them through a Store and publishes the
 // events they cause. It is safe for concurrent use.
 type Engine struct {
-	cfg      Config
-	store    Store
-	groups   Groups
-	pub      Publisher
-	presence Presence
-	pusher   OfflinePusher
-	log      *slog.Logger
-	now      func() time.Time
+	cfg    Config
+	store  Store
+	groups Groups
+	pub    Publisher
+	pusher OfflinePusher
+	log    *slog.Logger
+	now    func() time.Time
 
 	claimFailing bool // owned by Run: the last ClaimDue failed, and that was logged
 
@@ -108,7 +102,6 @@ type Deps struct {
 	Store     Store
 	Groups    Groups
 	Publisher Publisher
-	Presence  Presence
 	Pusher    OfflinePusher // nil: no offline pushes
 	Logger    *slog.Logger
 	Registry  prometheus.Registerer
@@ -118,8 +111,8 @@ type Deps struct {
 // NewEngine checks cfg and deps and registers the engine's metrics.
 func NewEngine(cfg Config, d Deps) (*Engine, error) {
 	switch {
-	case d.Store == nil || d.Groups == nil || d.Publisher == nil || d.Presence == nil:
-		return nil, errors.New("invite: Store, Groups, Publisher and Presence are required")
+	case d.Store == nil || d.Groups == nil || d.Publisher == nil:
+		return nil, errors.New("invite: Store, Groups and Publisher are required")
 	case d.Logger == nil || d.Registry == nil:
 		return nil, errors.New("invite: Logger and Registry are required")
 	case cfg.MaxInvitees < 1:
@@ -132,7 +125,7 @@ func NewEngine(cfg Config, d Deps) (*Engine, error) {
 		return nil, errors.New("invite: PollInterval and ClaimLease must be positive")
 	}
 	e := &Engine{
-		cfg: cfg, store: d.Store, groups: d.Groups, pub: d.Publisher, presence: d.Presence,
+		cfg: cfg, store: d.Store, groups: d.Groups, pub: d.Publisher,
 		pusher: d.Pusher, log: d.Logger, now: d.Now,
 		timeoutsFired: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "signald_timeouts_fired_total",
@@ -205,14 +198,14 @@ func (e *Engine) Invite(ctx context.Context, c Caller, req InviteRequest) (strin
 		return "", e.storeErr("create", err)
 	}
 	e.active.Inc()
-	e.pub.Publish(ctx, Event{
+	online := e.pub.Publish(ctx, Event{
 		Kind: EvNewInvitation, InviteID: inv.ID, Inviter: inv.Inviter, GroupID: inv.GroupID,
 		InviteeList: inv.Invitees, Data: inv.Data, Timeout: inv.Timeout,
 		To: inv.Invitees, OnlineUserOnly: inv.OnlineUserOnly,
 	})
 	if !inv.OnlineUserOnly && !req.Push.DisablePush && e.pusher != nil {
-		for _, u := range inv.Invitees {
-			if !e.presence.Online(u) {
+		for i, u := range inv.Invitees {
+			if i >= len(online) || !online[i] {
 				e.pushRequests.Inc()
 				e.pusher.RequestPush(ctx, u, inv, req.Push)
 			}

@@ -26,10 +26,15 @@ type recorder struct {
 	online map[string]bool
 }
 
-func (r *recorder) Publish(_ context.Context, ev invite.Event) {
+func (r *recorder) Publish(_ context.Context, ev invite.Event) []bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.events = append(r.events, ev)
+	online := make([]bool, len(ev.To))
+	for i, u := range ev.To {
+		online[i] = r.online[u]
+	}
+	return online
 }
 
 func (r *recorder) RequestPush(_ context.Context, user string, _ *invite.Invitation, _ invite.PushInfo) {
@@ -37,8 +42,6 @@ func (r *recorder) RequestPush(_ context.Context, user string, _ *invite.Invitat
 	defer r.mu.Unlock()
 	r.pushes = append(r.pushes, user)
 }
-
-func (r *recorder) Online(user string) bool { return r.online[user] }
 
 func (r *recorder) kinds() []invite.EventKind {
 	r.mu.Lock()
@@ -67,7 +70,7 @@ func newEngine(t *testing.T) fixture {
 	store := memstore.New()
 	rec := &recorder{online: map[string]bool{}}
 	e, err := invite.NewEngine(invite.DefaultConfig(), invite.Deps{
-		Store: store, Groups: store, Publisher: rec, Presence: rec, Pusher: rec,
+		Store: store, Groups: store, Publisher: rec, Pusher: rec,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: prometheus.NewRegistry(),
 	})
 	if err != nil {

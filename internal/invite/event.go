@@ -38,15 +38,12 @@ type Event struct {
 	OnlineUserOnly bool
 }
 
-// Publisher delivers events to users' live connections. Publish must not
-// block on slow receivers: the connection layer drops (and disconnects) a
-// receiver that cannot keep up rather than slow the engine down.
+// Publisher delivers events to users' live connections, on every instance,
+// and keeps them for resume. Publish must not block on slow receivers: the
+// connection layer disconnects a receiver that cannot keep up rather than
+// slow the engine down. It reports, by index of ev.To, which users have a
+// live connection anywhere (all false when that cannot be known), so that
+// the engine can ask for offline pushes.
 type Publisher interface {
-	Publish(ctx context.Context, ev Event)
+	Publish(ctx context.Context, ev Event) (online []bool)
 }
-
-// PublisherFunc adapts a function to Publisher.
-type PublisherFunc func(ctx context.Context, ev Event)
-
-// Publish calls f.
-func (f PublisherFunc) Publish(ctx context.Context, ev Event) { f(ctx, ev) }

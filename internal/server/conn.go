@@ -26,6 +26,7 @@ type conn struct {
 
 	user     string      // set by the reader at login, before loggedIn
 	loggedIn atomic.Bool // written by the reader, read by the writer
+	watching bool        // owned by the reader: the bus delivers user's events here
 
 	// The send queue is a slice rather than a buffered channel so that an
 	// idle connection holds no buffer at all; wake (capacity 1) tells the
@@ -147,6 +148,9 @@ func (c *conn) run() {
 	<-writerDone
 	if c.loggedIn.Load() {
 		c.srv.d.Hub.Unregister(c.user, c)
+	}
+	if c.watching {
+		c.srv.d.Bus.Unwatch(c.user)
 	}
 }
 

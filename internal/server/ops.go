@@ -11,6 +11,7 @@ import (
 
 	"github.com/signald/signald/internal/invite"
 	"github.com/signald/signald/internal/protocol"
+	"github.com/signald/signald/internal/push"
 )
 
 // handler serves one op for a logged-in connection and returns the reply's
@@ -111,8 +112,6 @@ func (c *conn) login(ctx context.Context, req *protocol.Request, start time.Time
 		c.failLogin(req.ID, start, err)
 		return
 	}
-	_ = lastEventID // resume (PROTOCOL.md §9) is not built yet: every resume falls back to a fresh login
-
 	c.user = user
 	c.holdMu.Lock()
 	c.holding = true
@@ -121,29 +120,127 @@ func (c *conn) login(ctx context.Context, req *protocol.Request, start time.Time
 	c.srv.d.Hub.Register(user, c)
 
 	rctx, cancel := context.WithTimeout(ctx, c.srv.cfg.RequestTimeout)
-	pending, err := c.srv.d.Engine.Pending(rctx, user)
-	cancel()
-	if err != nil {
+	defer cancel()
+	bus := c.srv.d.Bus
+	if err := bus.Watch(rctx, user); err != nil {
+		c.undoLogin()
 		c.failLogin(req.ID, start, err)
 		return
 	}
-	data := protocol.LoginData{UserID: user, ServerTime: time.Now().UnixMilli()}
+	c.watching = true
+	// Live events now reach c.held. What happened before is replayed from
+	// the user's kept events, or, without a usable lastEventID, the user is
+	// rung again for every invitation still pending.
+	var frames [][]byte
+	recovered := false
 	if hasLast {
-		recovered := false
+		frames, recovered, err = bus.Replay(rctx, user, lastEventID)
+	}
+	if err == nil && !recovered {
+		frames, err = c.pendingFrames(rctx, user)
+	}
+	var last string
+	if err == nil {
+		last, err = bus.Last(rctx, user)
+	}
+	if err != nil {
+		c.undoLogin()
+		c.failLogin(req.ID, start, err)
+		return
+	}
+	data := protocol.LoginData{UserID: user, ServerTime: time.Now().UnixMilli(), LastEventID: last}
+	if hasLast {
 		data.Recovered = &recovered
 	}
 	c.reply(req.ID, protocol.CodeOK, "", data)
-	for _, inv := range pending {
-		c.enqueue(encodeEvent(newInvitationEvent(inv)))
-	}
 	c.holdMu.Lock()
-	for _, f := range c.held {
+	for _, f := range mergeByEventID(frames, c.held, recovered) {
 		c.enqueue(f)
 	}
 	c.held, c.holding = nil, false
 	c.holdMu.Unlock()
 	c.srv.m.logins.WithLabelValues("0").Inc()
 	c.observe(protocol.OpLogin, protocol.CodeOK, start)
+}
+
+// pendingFrames rings user again for every invitation it is still pending
+// in, each frame with the eventID under which it was first rung.
+func (c *conn) pendingFrames(ctx context.Context, user string) ([][]byte, error) {
+	pending, err := c.srv.d.Engine.Pending(ctx, user)
+	if err != nil || len(pending) == 0 {
+		return nil, err
+	}
+	ids := make([]string, len(pending))
+	for i, inv := range pending {
+		ids[i] = inv.ID
+	}
+	rung, err := c.srv.d.Bus.RungAs(ctx, user, ids)
+	if err != nil {
+		return nil, err
+	}
+	frames := make([][]byte, len(pending))
+	for i, inv := range pending {
+		frames[i] = encodeEvent(newInvitationEvent(inv))
+		if rung[i] != "" {
+			frames[i] = push.WithEventID(frames[i], rung[i])
+		}
+	}
+	return frames, nil
+}
+
+// mergeByEventID orders what a login sends after its reply: first frames
+// (replayed events, or pending invitations), then the live events held
+// while they were gathered, so that kept events go out in increasing
+// eventID order and none twice. After a replay every held event up to the
+// last replayed one was part of the replay; pending invitations are
+// interleaved with the held events by eventID, as one may have been rung
+// while the login was under way.
+func mergeByEventID(frames, held [][]byte, replayed bool) [][]byte {
+	out := make([][]byte, 0, len(frames)+len(held))
+	if replayed {
+		out = append(out, frames...)
+		last := ""
+		if len(frames) > 0 {
+			last = eventIDOf(frames[len(frames)-1])
+		}
+		for _, f := range held {
+			if id := eventIDOf(f); id == "" || id > last {
+				out = append(out, f)
+			}
+		}
+		return out
+	}
+	sent := make(map[string]bool, len(frames))
+	i := 0
+	for ; i < len(frames) && eventIDOf(frames[i]) == ""; i++ {
+		out = append(out, frames[i])
+	}
+	for _, h := range held {
+		hid := eventIDOf(h)
+		for hid != "" && i < len(frames) && eventIDOf(frames[i]) <= hid {
+			sent[eventIDOf(frames[i])] = true
+			out = append(out, frames[i])
+			i++
+		}
+		if hid == "" || !sent[hid] {
+			out = append(out, h)
+		}
+	}
+	return append(out, frames[i:]...)
+}
+
+// undoLogin takes back a login that failed after the connection was
+// registered, so that nothing is served on it before it closes.
+func (c *conn) undoLogin() {
+	c.loggedIn.Store(false)
+	c.srv.d.Hub.Unregister(c.user, c)
+	if c.watching {
+		c.srv.d.Bus.Unwatch(c.user)
+		c.watching = false
+	}
+	c.holdMu.Lock()
+	c.held, c.holding = nil, false
+	c.holdMu.Unlock()
 }
 
 func (c *conn) failLogin(id int64, start time.Time, err error) {

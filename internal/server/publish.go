@@ -1,29 +1,49 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 
 	"github.com/signald/signald/internal/invite"
 	"github.com/signald/signald/internal/protocol"
 	"github.com/signald/signald/internal/push"
 )
 
-// Publisher turns engine events into frames and hands them to the hub. It
-// is the engine's invite.Publisher on a single instance.
+// Publisher turns engine events into frames and hands them to the bus,
+// which keeps them and delivers them on every instance. It is the engine's
+// invite.Publisher.
 type Publisher struct {
-	hub *push.Hub
+	bus  push.Bus
+	node string
+	log  *slog.Logger
 }
 
-// NewPublisher returns a Publisher delivering through hub.
-func NewPublisher(hub *push.Hub) *Publisher { return &Publisher{hub: hub} }
+// NewPublisher returns a Publisher for the instance named node.
+func NewPublisher(bus push.Bus, node string, logger *slog.Logger) *Publisher {
+	return &Publisher{bus: bus, node: node, log: logger}
+}
 
-// Publish implements invite.Publisher. The frame is encoded once and shared
-// by every receiving connection.
-func (p *Publisher) Publish(_ context.Context, ev invite.Event) {
-	frame := encodeEvent(ev)
-	for _, u := range ev.To {
-		p.hub.Deliver(u, frame, ev.ExceptSession, string(ev.Kind))
+// Publish implements invite.Publisher. The frame is encoded once; the bus
+// adds each user's eventID. A bus failure is logged: the state change has
+// happened, and clients learn of it on their next login or getSignalingInfo.
+func (p *Publisher) Publish(ctx context.Context, ev invite.Event) []bool {
+	env := push.Envelope{
+		Users:  ev.To,
+		Frame:  encodeEvent(ev),
+		Keep:   !ev.OnlineUserOnly,
+		Except: push.Origin{Node: p.node, Session: ev.ExceptSession},
+		Kind:   string(ev.Kind),
 	}
+	if ev.Kind == invite.EvNewInvitation {
+		env.InviteID = ev.InviteID
+	}
+	online, err := p.bus.Publish(ctx, env)
+	if err != nil {
+		p.log.Error("publishing an event failed", "event", ev.Kind, "inviteID", ev.InviteID, "err", err)
+		return make([]bool, len(ev.To))
+	}
+	return online
 }
 
 // newInvitationEvent is the onReceiveNewInvitation of inv, with its current
@@ -52,4 +72,15 @@ func encodeEvent(ev invite.Event) []byte {
 		f.Data = &ev.Data
 	}
 	return f.Encode()
+}
+
+var eventIDKey = []byte(`,"eventID":"`)
+
+// eventIDOf returns the eventID the bus put at the end of frame, "" if none.
+func eventIDOf(frame []byte) string {
+	i := bytes.LastIndex(frame, eventIDKey)
+	if i < 0 || len(frame) < i+len(eventIDKey)+2 {
+		return ""
+	}
+	return string(frame[i+len(eventIDKey) : len(frame)-2])
 }

@@ -98,6 +98,7 @@ func (c Config) validate() error {
 type Deps struct {
 	Engine   Engine
 	Hub      *push.Hub
+	Bus      push.Bus
 	Verifier Verifier
 	Store    Pinger
 	Admin    http.Handler // the group admin API; it routes its own full /v1/groups/... paths
@@ -127,7 +128,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	if d.Engine == nil || d.Hub == nil || d.Verifier == nil || d.Store == nil || d.Admin == nil ||
+	if d.Engine == nil || d.Hub == nil || d.Bus == nil || d.Verifier == nil || d.Store == nil || d.Admin == nil ||
 		d.Logger == nil || d.Registry == nil || d.Gatherer == nil {
 		return nil, errors.New("server: every dependency is required")
 	}

@@ -1,0 +1,70 @@
+package push
+
+import (
+	"context"
+	"errors"
+)
+
+// Origin is the connection that caused an event: the instance it is on and
+// its session there. Its own device gets a reply instead of the event.
+type Origin struct {
+	Node    string
+	Session uint64
+}
+
+// Envelope is one event frame on its way to a set of users.
+type Envelope struct {
+	Users []string
+	// Frame is the event as a JSON object. For a kept event the bus adds the
+	// user's "eventID" member before the closing brace.
+	Frame []byte
+	// Keep: keep the event for resume and give it an eventID. Events of
+	// onlineUserOnly invitations are not kept.
+	Keep bool
+	// InviteID, set for onReceiveNewInvitation, lets a later fresh login
+	// find the eventID under which each invitee was rung.
+	InviteID string
+	Except   Origin
+	Kind     string // the event's name, for metrics
+}
+
+// Bus carries events to the live connections of their users on every
+// instance, and keeps each user's recent events so that a device that lost
+// its connection can resume. Implementations: MemBus (one process) and
+// redisbus (many instances sharing a Redis).
+//
+// For one user, kept events get increasing eventIDs (in byte-wise order)
+// and reach each of that user's connections in that order.
+type Bus interface {
+	// Publish keeps the event (when env.Keep) and delivers it to every live
+	// connection of env.Users on every instance except env.Except. It
+	// reports, by index of env.Users, who has a live connection anywhere.
+	Publish(ctx context.Context, env Envelope) (online []bool, err error)
+	// Watch makes this instance receive user's events until the matching
+	// Unwatch (calls are counted). It returns once events published after
+	// it are sure to arrive.
+	Watch(ctx context.Context, user string) error
+	Unwatch(user string)
+	// Replay returns user's kept events after the one with ID after, oldest
+	// first, and whether that is all of them: false when after is not an ID
+	// this bus issued to user, or older than what is still kept.
+	Replay(ctx context.Context, user, after string) (frames [][]byte, recovered bool, err error)
+	// Last returns the ID of user's newest kept event, "" if none.
+	Last(ctx context.Context, user string) (string, error)
+	// RungAs returns, for each of inviteIDs, the eventID under which user's
+	// onReceiveNewInvitation was kept ("" when no longer known).
+	RungAs(ctx context.Context, user string, inviteIDs []string) ([]string, error)
+}
+
+// ErrBusUnavailable wraps failures to reach the bus's backend.
+var ErrBusUnavailable = errors.New("event bus unavailable")
+
+// WithEventID returns frame (a JSON object) with an "eventID" member added
+// before its closing brace. IDs are plain ASCII, so no escaping is needed.
+func WithEventID(frame []byte, id string) []byte {
+	out := make([]byte, 0, len(frame)+len(id)+14)
+	out = append(out, frame[:len(frame)-1]...)
+	out = append(out, `,"eventID":"`...)
+	out = append(out, id...)
+	return append(out, `"}`...)
+}

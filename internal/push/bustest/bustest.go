@@ -1,0 +1,325 @@
+// Package bustest is the contract suite of push.Bus implementations: the
+// memory bus and the Redis bus run the same tests.
+package bustest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/signald/signald/internal/push"
+)
+
+// Keep is the number of events per user the buses under test must keep.
+const Keep = 5
+
+// Node is one instance: its bus and the hub the bus delivers to.
+type Node struct {
+	Name string
+	Bus  push.Bus
+	Hub  *push.Hub
+}
+
+// NewNodeFunc starts another instance sharing the backend of the ones
+// started before it in the same test (a fresh backend for each test). A bus
+// that cannot span instances returns false on the second call.
+type NewNodeFunc func(t *testing.T) (Node, bool)
+
+// NewHub returns a hub with its own registry, for factories.
+func NewHub(t *testing.T) *push.Hub {
+	t.Helper()
+	h, err := push.NewHub(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// Run runs the suite. newFactory returns a NewNodeFunc for one test.
+func Run(t *testing.T, newFactory func(t *testing.T) NewNodeFunc) {
+	t.Run("KeepAndReplay", func(t *testing.T) { testKeepAndReplay(t, newFactory(t)) })
+	t.Run("Trim", func(t *testing.T) { testTrim(t, newFactory(t)) })
+	t.Run("DeliveryOrderAndExcept", func(t *testing.T) { testDelivery(t, newFactory(t)) })
+	t.Run("RungAs", func(t *testing.T) { testRungAs(t, newFactory(t)) })
+	t.Run("AcrossInstances", func(t *testing.T) { testAcross(t, newFactory(t)) })
+}
+
+// Sink records frames, as a connection would receive them.
+type Sink struct {
+	ID     uint64
+	mu     sync.Mutex
+	frames [][]byte
+	signal chan struct{}
+}
+
+var nextSession atomic.Uint64
+
+// NewSink returns a sink with a fresh session number.
+func NewSink() *Sink {
+	return &Sink{ID: nextSession.Add(1) + 1000, signal: make(chan struct{}, 1)}
+}
+
+// Session implements push.Sink.
+func (s *Sink) Session() uint64 { return s.ID }
+
+// Send implements push.Sink.
+func (s *Sink) Send(frame []byte) bool {
+	s.mu.Lock()
+	s.frames = append(s.frames, frame)
+	s.mu.Unlock()
+	select {
+	case s.signal <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// WaitFor waits until the sink has n frames and returns them.
+func (s *Sink) WaitFor(t *testing.T, n int) [][]byte {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		s.mu.Lock()
+		got := slices.Clone(s.frames)
+		s.mu.Unlock()
+		if len(got) >= n {
+			return got
+		}
+		select {
+		case <-s.signal:
+		case <-deadline:
+			t.Fatalf("sink %d: %d frames after 10 s, want %d", s.ID, len(got), n)
+		}
+	}
+}
+
+// Count returns how many frames the sink has.
+func (s *Sink) Count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.frames)
+}
+
+type frame struct {
+	Event   string `json:"event"`
+	N       int    `json:"n"`
+	EventID string `json:"eventID"`
+}
+
+func parse(t *testing.T, b []byte) frame {
+	t.Helper()
+	var f frame
+	if err := json.Unmarshal(b, &f); err != nil {
+		t.Fatalf("frame %q: %v", b, err)
+	}
+	return f
+}
+
+func env(users []string, n int, keep bool) push.Envelope {
+	return push.Envelope{Users: users, Frame: fmt.Appendf(nil, `{"event":"e","n":%d}`, n), Keep: keep, Kind: "e"}
+}
+
+func mustNode(t *testing.T, f NewNodeFunc) Node {
+	t.Helper()
+	n, ok := f(t)
+	if !ok {
+		t.Fatal("no node")
+	}
+	return n
+}
+
+func watch(t *testing.T, n Node, user string, s *Sink) {
+	t.Helper()
+	if err := n.Bus.Watch(context.Background(), user); err != nil {
+		t.Fatalf("Watch: %v", err)
+	}
+	n.Hub.Register(user, s)
+	t.Cleanup(func() { n.Hub.Unregister(user, s); n.Bus.Unwatch(user) })
+}
+
+func testKeepAndReplay(t *testing.T, f NewNodeFunc) {
+	ctx := context.Background()
+	n := mustNode(t, f)
+	if last, err := n.Bus.Last(ctx, "bob"); err != nil || last != "" {
+		t.Fatalf("Last of a user without events = %q, %v", last, err)
+	}
+	var ids []string
+	for i := 1; i <= 3; i++ {
+		if _, err := n.Bus.Publish(ctx, env([]string{"bob", "carol"}, i, true)); err != nil {
+			t.Fatal(err)
+		}
+		last, err := n.Bus.Last(ctx, "bob")
+		if err != nil || last == "" {
+			t.Fatalf("Last = %q, %v", last, err)
+		}
+		if len(ids) > 0 && last <= ids[len(ids)-1] {
+			t.Fatalf("eventID %q not greater than %q", last, ids[len(ids)-1])
+		}
+		ids = append(ids, last)
+	}
+	// An event not kept has no ID and is not replayed.
+	if _, err := n.Bus.Publish(ctx, env([]string{"bob"}, 99, false)); err != nil {
+		t.Fatal(err)
+	}
+	frames, ok, err := n.Bus.Replay(ctx, "bob", ids[0])
+	if err != nil || !ok || len(frames) != 2 {
+		t.Fatalf("Replay after the first = %d frames, %v, %v; want 2, true", len(frames), ok, err)
+	}
+	for i, b := range frames {
+		if f := parse(t, b); f.N != i+2 || f.EventID != ids[i+1] {
+			t.Fatalf("replayed %s, want n=%d eventID %s", b, i+2, ids[i+1])
+		}
+	}
+	if frames, ok, err := n.Bus.Replay(ctx, "bob", ids[2]); err != nil || !ok || len(frames) != 0 {
+		t.Fatalf("Replay after the newest = %d, %v, %v; want none, true", len(frames), ok, err)
+	}
+	for _, bad := range []string{"", "garbage", "9" + ids[2], ids[2] + "0"} {
+		if _, ok, err := n.Bus.Replay(ctx, "bob", bad); err != nil || ok {
+			t.Fatalf("Replay after %q: recovered %v, %v; want false", bad, ok, err)
+		}
+	}
+	if _, ok, _ := n.Bus.Replay(ctx, "dave", ids[0]); ok {
+		t.Fatal("Replay of another user's ID for a user without events recovered")
+	}
+}
+
+func testTrim(t *testing.T, f NewNodeFunc) {
+	ctx := context.Background()
+	n := mustNode(t, f)
+	var ids []string
+	for i := 1; i <= Keep+3; i++ {
+		if _, err := n.Bus.Publish(ctx, env([]string{"bob"}, i, true)); err != nil {
+			t.Fatal(err)
+		}
+		last, _ := n.Bus.Last(ctx, "bob")
+		ids = append(ids, last)
+	}
+	// Events 1..3 are gone: resuming after event 1 or 2 would miss some.
+	for _, i := range []int{0, 1} {
+		if _, ok, _ := n.Bus.Replay(ctx, "bob", ids[i]); ok {
+			t.Fatalf("Replay after event %d recovered, though events after it were dropped", i+1)
+		}
+	}
+	// After event 3, every later event is still kept.
+	frames, ok, err := n.Bus.Replay(ctx, "bob", ids[2])
+	if err != nil || !ok || len(frames) != Keep {
+		t.Fatalf("Replay after the last dropped event: %d frames, %v, %v; want %d, true", len(frames), ok, err, Keep)
+	}
+}
+
+func testDelivery(t *testing.T, f NewNodeFunc) {
+	ctx := context.Background()
+	n := mustNode(t, f)
+	phone, laptop := NewSink(), NewSink()
+	watch(t, n, "bob", phone)
+	watch(t, n, "bob", laptop)
+	online, err := n.Bus.Publish(ctx, push.Envelope{Users: []string{"bob", "nobody"}, Frame: []byte(`{"event":"e","n":1}`), Keep: true, Kind: "e"})
+	if err != nil || !slices.Equal(online, []bool{true, false}) {
+		t.Fatalf("Publish: online %v, %v; want [true false]", online, err)
+	}
+	// The phone caused the second event: only the laptop gets it.
+	if _, err := n.Bus.Publish(ctx, push.Envelope{Users: []string{"bob"}, Frame: []byte(`{"event":"e","n":2}`), Keep: true, Kind: "e",
+		Except: push.Origin{Node: nodeName(n), Session: phone.ID}}); err != nil {
+		t.Fatal(err)
+	}
+	const many = 50
+	var wg sync.WaitGroup
+	for g := range 2 { // concurrent publishers: order must still follow eventIDs
+		wg.Go(func() {
+			for i := range many / 2 {
+				if _, err := n.Bus.Publish(ctx, env([]string{"bob"}, 100+g*1000+i, true)); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	got := laptop.WaitFor(t, 2+many)
+	checkIncreasing(t, got)
+	if f := parse(t, got[1]); f.N != 2 {
+		t.Fatalf("laptop's second frame %s, want n=2", got[1])
+	}
+	phoneGot := phone.WaitFor(t, 1+many)
+	checkIncreasing(t, phoneGot)
+	for _, b := range phoneGot {
+		if parse(t, b).N == 2 {
+			t.Fatal("the originating connection received its own event")
+		}
+	}
+}
+
+func checkIncreasing(t *testing.T, frames [][]byte) {
+	t.Helper()
+	prev := ""
+	for _, b := range frames {
+		f := parse(t, b)
+		if f.EventID <= prev {
+			t.Fatalf("eventID %q after %q: out of order", f.EventID, prev)
+		}
+		prev = f.EventID
+	}
+}
+
+func nodeName(n Node) string { return n.Name }
+
+func testRungAs(t *testing.T, f NewNodeFunc) {
+	ctx := context.Background()
+	n := mustNode(t, f)
+	e := env([]string{"bob", "carol"}, 1, true)
+	e.InviteID = "inv1"
+	if _, err := n.Bus.Publish(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	bobID, _ := n.Bus.Last(ctx, "bob")
+	got, err := n.Bus.RungAs(ctx, "bob", []string{"inv0", "inv1"})
+	if err != nil || !slices.Equal(got, []string{"", bobID}) {
+		t.Fatalf("RungAs = %v, %v; want [\"\" %s]", got, err, bobID)
+	}
+}
+
+func testAcross(t *testing.T, f NewNodeFunc) {
+	ctx := context.Background()
+	a := mustNode(t, f)
+	b, ok := f(t)
+	if !ok {
+		t.Skip("this bus serves a single instance")
+	}
+	onA, onB := NewSink(), NewSink()
+	watch(t, a, "bob", onA)
+	watch(t, b, "bob", onB)
+	other := NewSink() // registered by hand: the end of the test unregisters it
+	if err := b.Bus.Watch(ctx, "carol"); err != nil {
+		t.Fatal(err)
+	}
+	b.Hub.Register("carol", other)
+	online, err := a.Bus.Publish(ctx, env([]string{"bob", "carol", "nobody"}, 1, true))
+	if err != nil || !slices.Equal(online, []bool{true, true, false}) {
+		t.Fatalf("online %v, %v; want [true true false]", online, err)
+	}
+	// The same session number on another instance is another connection.
+	if _, err := b.Bus.Publish(ctx, push.Envelope{Users: []string{"bob"}, Frame: []byte(`{"event":"e","n":2}`), Keep: true, Kind: "e",
+		Except: push.Origin{Node: b.Name, Session: onA.ID}}); err != nil {
+		t.Fatal(err)
+	}
+	checkIncreasing(t, onA.WaitFor(t, 2))
+	checkIncreasing(t, onB.WaitFor(t, 2))
+	other.WaitFor(t, 1)
+	// Replay works on any instance.
+	first, _ := a.Bus.Last(ctx, "carol")
+	if _, ok, err := b.Bus.Replay(ctx, "carol", first); err != nil || !ok {
+		t.Fatalf("Replay on the other instance: %v, %v", ok, err)
+	}
+	// After Unwatch an instance no longer receives the user's events.
+	b.Hub.Unregister("carol", other)
+	b.Bus.Unwatch("carol")
+	if online, _ := a.Bus.Publish(ctx, env([]string{"carol"}, 3, true)); online[0] {
+		t.Fatal("carol still online after her only connection left")
+	}
+}

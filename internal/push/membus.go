@@ -1,0 +1,196 @@
+package push
+
+import (
+	"context"
+	"fmt"
+	"hash/maphash"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// MemBus is the Bus of a single instance: kept events live in memory and
+// delivery goes straight to the local hub.
+//
+// EventIDs are "<epoch>-<seq>", both zero-padded: the epoch is the bus's
+// start time, so IDs keep increasing across restarts, and an ID issued
+// before a restart (whose events are gone) is recognised as unknown.
+type MemBus struct {
+	hub       *Hub
+	keep      int           // events kept per user
+	retention time.Duration // a user's log is dropped this long after its newest event
+	epoch     string
+	now       func() time.Time
+	seed      maphash.Seed
+	stripes   [64]memStripe
+}
+
+type memStripe struct {
+	mu   sync.Mutex
+	logs map[string]*userLog // guarded by mu
+}
+
+// userLog is one user's kept events, oldest first.
+type userLog struct {
+	seq     uint64 // last issued
+	trimmed uint64 // highest seq no longer kept (0: none dropped)
+	events  []keptEvent
+	rung    map[string]uint64 // inviteID → seq of its onReceiveNewInvitation
+	touched time.Time
+}
+
+type keptEvent struct {
+	seq   uint64
+	frame []byte
+}
+
+// NewMemBus returns a bus delivering to hub that keeps the last keep events
+// of each user for retention after the newest. now is its clock (nil:
+// time.Now); the epoch of its eventIDs is the time it is made.
+func NewMemBus(hub *Hub, keep int, retention time.Duration, now func() time.Time) *MemBus {
+	if now == nil {
+		now = time.Now
+	}
+	b := &MemBus{hub: hub, keep: keep, retention: retention, now: now, seed: maphash.MakeSeed()}
+	b.epoch = fmt.Sprintf("%013d", now().UnixMilli())
+	for i := range b.stripes {
+		b.stripes[i].logs = make(map[string]*userLog)
+	}
+	return b
+}
+
+func (b *MemBus) stripe(user string) *memStripe {
+	return &b.stripes[maphash.String(b.seed, user)%uint64(len(b.stripes))]
+}
+
+func (b *MemBus) id(seq uint64) string { return fmt.Sprintf("%s-%020d", b.epoch, seq) }
+
+// parse returns the seq of an ID this bus issued, or false.
+func (b *MemBus) parse(id string) (uint64, bool) {
+	epoch, seq, ok := strings.Cut(id, "-")
+	if !ok || epoch != b.epoch || len(seq) != 20 {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(seq, 10, 64)
+	return n, err == nil
+}
+
+// Publish implements Bus. Delivery happens under the user's stripe lock, so
+// that one user's events reach each connection in eventID order; it never
+// blocks (Hub.Deliver does not).
+func (b *MemBus) Publish(_ context.Context, env Envelope) ([]bool, error) {
+	online := make([]bool, len(env.Users))
+	for i, u := range env.Users {
+		st := b.stripe(u)
+		st.mu.Lock()
+		frame := env.Frame
+		if env.Keep {
+			l := st.logs[u]
+			if l == nil {
+				l = &userLog{rung: make(map[string]uint64)}
+				st.logs[u] = l
+			}
+			l.seq++
+			frame = WithEventID(env.Frame, b.id(l.seq))
+			l.events = append(l.events, keptEvent{l.seq, frame})
+			if over := len(l.events) - b.keep; over > 0 {
+				l.trimmed = l.events[over-1].seq
+				l.events = append(l.events[:0], l.events[over:]...)
+			}
+			if env.InviteID != "" {
+				l.rung[env.InviteID] = l.seq
+			}
+			l.touched = b.now()
+		}
+		b.hub.Deliver(u, frame, env.Except.Session, env.Kind)
+		online[i] = b.hub.Online(u)
+		st.mu.Unlock()
+	}
+	return online, nil
+}
+
+// Watch implements Bus: the local hub already receives everything.
+func (b *MemBus) Watch(context.Context, string) error { return nil }
+
+// Unwatch implements Bus.
+func (b *MemBus) Unwatch(string) {}
+
+// Replay implements Bus.
+func (b *MemBus) Replay(_ context.Context, user, after string) ([][]byte, bool, error) {
+	seq, ok := b.parse(after)
+	if !ok {
+		return nil, false, nil
+	}
+	st := b.stripe(user)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	l := st.logs[user]
+	if l == nil || seq > l.seq || seq < l.trimmed {
+		return nil, false, nil
+	}
+	var frames [][]byte
+	for _, e := range l.events {
+		if e.seq > seq {
+			frames = append(frames, e.frame)
+		}
+	}
+	return frames, true, nil
+}
+
+// Last implements Bus.
+func (b *MemBus) Last(_ context.Context, user string) (string, error) {
+	st := b.stripe(user)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if l := st.logs[user]; l != nil && l.seq > 0 {
+		return b.id(l.seq), nil
+	}
+	return "", nil
+}
+
+// RungAs implements Bus.
+func (b *MemBus) RungAs(_ context.Context, user string, inviteIDs []string) ([]string, error) {
+	out := make([]string, len(inviteIDs))
+	st := b.stripe(user)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if l := st.logs[user]; l != nil {
+		for i, id := range inviteIDs {
+			if seq, ok := l.rung[id]; ok {
+				out[i] = b.id(seq)
+			}
+		}
+	}
+	return out, nil
+}
+
+// Run drops the logs of users with no event for the retention, every
+// minute, until ctx ends.
+func (b *MemBus) Run(ctx context.Context) error {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			b.Sweep()
+		}
+	}
+}
+
+// Sweep drops the logs of users with no event for the retention.
+func (b *MemBus) Sweep() {
+	cutoff := b.now().Add(-b.retention)
+	for i := range b.stripes {
+		st := &b.stripes[i]
+		st.mu.Lock()
+		for u, l := range st.logs {
+			if l.touched.Before(cutoff) {
+				delete(st.logs, u)
+			}
+		}
+		st.mu.Unlock()
+	}
+}
