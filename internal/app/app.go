@@ -256,7 +256,7 @@ func (memBackend) Close() error { return nil }
 
 type redisBackend struct {
 	*redisstore.Store
-	client *redis.Client
+	client redis.UniversalClient
 }
 
 func (r redisBackend) Close() error { return r.client.Close() }
@@ -265,11 +265,10 @@ func openStore(ctx context.Context, o Options, logger *slog.Logger) (closingBack
 	if o.RedisURL == "" {
 		return memBackend{memstore.New()}, nil
 	}
-	ropts, err := redis.ParseURL(o.RedisURL)
+	client, err := newRedisClient(o)
 	if err != nil {
-		return nil, fmt.Errorf("SIGNALD_REDIS_URL: %w", err)
+		return nil, err
 	}
-	client := redis.NewClient(ropts)
 	s, err := redisstore.New(redisstore.Options{Client: client, Prefix: o.RedisPrefix})
 	if err != nil {
 		_ = client.Close()
@@ -280,9 +279,39 @@ func openStore(ctx context.Context, o Options, logger *slog.Logger) (closingBack
 	if err := s.Ping(pctx); err != nil {
 		// Not fatal: /readyz says 503 until Redis answers, and requests
 		// answer 90994 meanwhile; an orchestrator may start us first.
-		logger.Warn("redis not reachable yet", "addr", ropts.Addr, "err", err)
+		logger.Warn("redis not reachable yet", "mode", o.RedisMode, "err", err)
 	}
 	return redisBackend{Store: s, client: client}, nil
+}
+
+// newRedisClient makes the client of SIGNALD_REDIS_MODE from
+// SIGNALD_REDIS_URL: a single server, a Sentinel-managed primary (the URL
+// names the sentinels and master_name), or a Redis Cluster (the URL names
+// seed nodes). go-redis's URL parameters (timeouts, pool size) apply to all.
+func newRedisClient(o Options) (redis.UniversalClient, error) {
+	switch o.RedisMode {
+	case "sentinel":
+		fo, err := redis.ParseFailoverURL(o.RedisURL)
+		if err != nil {
+			return nil, fmt.Errorf("SIGNALD_REDIS_URL (sentinel): %w", err)
+		}
+		if fo.MasterName == "" {
+			return nil, errors.New("SIGNALD_REDIS_URL (sentinel) needs ?master_name=")
+		}
+		return redis.NewFailoverClient(fo), nil
+	case "cluster":
+		co, err := redis.ParseClusterURL(o.RedisURL)
+		if err != nil {
+			return nil, fmt.Errorf("SIGNALD_REDIS_URL (cluster): %w", err)
+		}
+		return redis.NewClusterClient(co), nil
+	default:
+		ro, err := redis.ParseURL(o.RedisURL)
+		if err != nil {
+			return nil, fmt.Errorf("SIGNALD_REDIS_URL: %w", err)
+		}
+		return redis.NewClient(ro), nil
+	}
 }
 
 // shutdownSteps runs named teardown steps in reverse order of setup.

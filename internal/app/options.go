@@ -30,6 +30,7 @@ type Options struct {
 	Addr            string
 	RedisURL        string // "": the embedded in-memory store
 	RedisPrefix     string
+	RedisMode       string // single, sentinel or cluster: how RedisURL is read
 	JWTSecret       string
 	AdminToken      string
 	Dev             bool
@@ -51,6 +52,7 @@ func DefaultOptions() Options {
 	return Options{
 		Addr:            ":8080",
 		RedisPrefix:     "signald:",
+		RedisMode:       "single",
 		LogFormat:       "json",
 		LogLevel:        "info",
 		JWTLeeway:       5 * time.Second,
@@ -81,6 +83,9 @@ func (o *Options) validate() error {
 	}
 	if o.RedisURL != "" && !strings.HasPrefix(o.RedisURL, "redis://") && !strings.HasPrefix(o.RedisURL, "rediss://") {
 		errs = append(errs, errors.New("SIGNALD_REDIS_URL must start with redis:// or rediss://"))
+	}
+	if o.RedisMode != "single" && o.RedisMode != "sentinel" && o.RedisMode != "cluster" {
+		errs = append(errs, fmt.Errorf("SIGNALD_REDIS_MODE %q: want single, sentinel or cluster", o.RedisMode))
 	}
 	if o.LogFormat != "json" && o.LogFormat != "text" {
 		errs = append(errs, fmt.Errorf("log format %q: want json or text", o.LogFormat))
@@ -162,6 +167,7 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (Opt
 	e := &envFlags{fs: fs, getenv: getenv}
 	e.str(&o.Addr, "addr", "SIGNALD_ADDR", "listen address")
 	e.str(&o.RedisURL, "redis-url", "SIGNALD_REDIS_URL", "Redis URL (redis:// or rediss://); empty for the embedded store")
+	e.str(&o.RedisMode, "redis-mode", "SIGNALD_REDIS_MODE", "single, sentinel (URL names the sentinels, ?master_name=) or cluster (URL names seed nodes, ?addr= for more)")
 	e.str(&o.RedisPrefix, "redis-prefix", "SIGNALD_REDIS_PREFIX", "prefix of every Redis key")
 	e.str(&o.JWTSecret, "jwt-secret", "SIGNALD_JWT_SECRET", "HS256 secret that userSig tokens are signed with")
 	e.str(&o.AdminToken, "admin-token", "SIGNALD_ADMIN_TOKEN", "bearer token of the admin API")
