@@ -1,0 +1,104 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/signald/signald/internal/bench"
+)
+
+// options are the command line: the run's configuration plus what only
+// the command does with the report.
+type options struct {
+	cfg        bench.Config
+	jsonPath   string
+	quiet      bool
+	cpuProfile string
+}
+
+const usageHead = `signald-bench drives a running signald over real WebSockets and reports
+throughput, latency percentiles, errors by reply code, and what the work cost
+the server (from its /metrics), Redis (INFO commandstats, with -redis) and
+the bench itself.
+
+Scenarios (-scenario):
+  idle   open -conns logged-in connections spread over -src-addrs source
+         addresses, hold them -hold, report connect time and the server's
+         RSS and CPU per idle connection.
+  calls  -pairs caller/callee pairs run call setups (invite -> callee gets
+         onReceiveNewInvitation -> accept -> caller gets onInviteeAccepted),
+         -inflight at a time, for -warmup + -duration; a share can be
+         rejected, cancelled by the caller or left to time out.
+  group  one inviter and -group-size invitees in one group (made through the
+         admin API); each of -rounds rounds invites them all, waits until
+         all K have it, cancels and waits until all K have the cancel.
+
+The run stops by itself; Ctrl-C stops it early and still prints what was
+measured. The exit status is 1 when nothing succeeded or more than
+-max-error-pct percent failed, 2 for bad flags.
+
+Examples:
+  signald-bench -url ws://127.0.0.1:18080/v1/ws -scenario calls -duration 10s
+  signald-bench -scenario idle -conns 15000 -src-addrs 8 -hold 10s
+  signald-bench -scenario group -group-size 200 -rounds 20 -json group.json
+  signald-bench -scenario calls -redis 127.0.0.1:6379
+
+Flags:
+`
+
+// parseFlags parses the command line into options. -h prints the usage and
+// returns flag.ErrHelp.
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	o := options{cfg: bench.DefaultConfig()}
+	c := &o.cfg
+	fs := flag.NewFlagSet("signald-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usageHead)
+		fs.PrintDefaults()
+	}
+
+	fs.StringVar(&c.Scenario, "scenario", c.Scenario, "what to run: idle, calls or group")
+	fs.StringVar(&c.URL, "url", c.URL, "signald WebSocket endpoint")
+	fs.StringVar(&c.AdminURL, "admin-url", "", "base URL of the admin API (default: http://host:port of -url)")
+	fs.StringVar(&c.MetricsURL, "metrics-url", "", "server metrics to scrape before and after (default: http://host:port/metrics of -url; \"off\" to skip)")
+	fs.StringVar(&c.Secret, "secret", c.Secret, "HS256 secret to mint userSigs with, signald's --dev secret by default")
+	fs.StringVar(&c.AdminToken, "admin-token", c.AdminToken, "bearer token of the admin API, signald's --dev token by default")
+	fs.StringVar(&c.Prefix, "prefix", "", "prefix of every user and group ID (default: random per run, so runs never collide)")
+	fs.IntVar(&c.SrcAddrs, "src-addrs", c.SrcAddrs, "spread connections over source addresses 127.0.0.1 … 127.0.0.K (loopback targets only)")
+	fs.IntVar(&c.DialConcurrency, "dial-concurrency", c.DialConcurrency, "connects (dial + login) in flight at once")
+
+	fs.IntVar(&c.Conns, "conns", c.Conns, "idle: connections to open")
+	fs.DurationVar(&c.Hold, "hold", c.Hold, "idle: how long to hold them open")
+
+	fs.IntVar(&c.Pairs, "pairs", c.Pairs, "calls: caller/callee pairs, each user its own connection")
+	fs.IntVar(&c.Inflight, "inflight", c.Inflight, "calls: setups in flight at once, over all pairs")
+	fs.Float64Var(&c.Rate, "rate", c.Rate, "calls: target setups started per second (0 = as fast as -inflight allows)")
+	fs.DurationVar(&c.Duration, "duration", c.Duration, "calls: measured time after the warmup")
+	fs.DurationVar(&c.Warmup, "warmup", c.Warmup, "calls: load before measuring starts (not in the figures)")
+	fs.Float64Var(&c.RejectPct, "reject-pct", c.RejectPct, "calls: percent of invitations the callee rejects")
+	fs.Float64Var(&c.CancelPct, "cancel-pct", c.CancelPct, "calls: percent the caller cancels once the callee has the invitation")
+	fs.Float64Var(&c.TimeoutPct, "timeout-pct", c.TimeoutPct, "calls: percent sent with timeout 1 and left unanswered (kept out of the setup latency)")
+	fs.IntVar(&c.InviteTimeout, "invite-timeout", c.InviteTimeout, "timeout parameter (seconds) of answered invitations and group invitations")
+	fs.IntVar(&c.DataSize, "data-size", c.DataSize, "bytes of invite data (0 = a short {\"cmd\":\"videoCall\"})")
+
+	fs.IntVar(&c.GroupSize, "group-size", c.GroupSize, "group: invitees per group invitation (K)")
+	fs.IntVar(&c.Rounds, "rounds", c.Rounds, "group: invite-and-cancel rounds")
+
+	fs.DurationVar(&c.OpTimeout, "op-timeout", c.OpTimeout, "a setup, connect or round step not done within this counts as failed")
+	fs.StringVar(&c.RedisAddr, "redis", "", "host:port of the Redis signald uses: adds Redis command counts per setup (INFO commandstats)")
+	fs.DurationVar(&c.RedisBaseline, "redis-baseline", c.RedisBaseline, "with -redis: idle time before the run to measure Redis's background command rate")
+	fs.Float64Var(&c.MaxErrorPct, "max-error-pct", c.MaxErrorPct, "exit 1 when more than this percent of operations failed")
+	fs.StringVar(&o.jsonPath, "json", "", "also write the report as JSON to this file")
+	fs.BoolVar(&o.quiet, "quiet", false, "no progress line on stderr every second")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the bench's own CPU profile to this file (to check the tool is not the bottleneck)")
+
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	return o, c.Normalize()
+}

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseFlagsDefaultsAndDerivedURLs(t *testing.T) {
+	o, err := parseFlags([]string{"-url", "ws://127.0.0.1:18080/v1/ws"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := o.cfg
+	if c.Scenario != "calls" || c.Inflight != 8 || c.SrcAddrs != 8 || c.GroupSize != 200 || c.MaxErrorPct != 1 {
+		t.Errorf("defaults: %+v", c)
+	}
+	if c.AdminURL != "http://127.0.0.1:18080" || c.MetricsURL != "http://127.0.0.1:18080/metrics" {
+		t.Errorf("derived admin %q metrics %q", c.AdminURL, c.MetricsURL)
+	}
+	if c.Secret != "signald-dev-secret" || c.AdminToken != "signald-dev-admin-token" {
+		t.Errorf("dev credentials: %q %q", c.Secret, c.AdminToken)
+	}
+	if !strings.HasPrefix(c.Prefix, "bench") || len(c.Prefix) < 8 {
+		t.Errorf("random prefix %q", c.Prefix)
+	}
+	o2, _ := parseFlags(nil, &bytes.Buffer{})
+	if o2.cfg.Prefix == c.Prefix {
+		t.Errorf("two runs got the same prefix %q", c.Prefix)
+	}
+
+	o, err = parseFlags([]string{"-url", "wss://example.test:9443/v1/ws", "-metrics-url", "off", "-prefix", "p",
+		"-scenario", "group", "-json", "out.json", "-quiet"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.cfg.AdminURL != "https://example.test:9443" || o.cfg.MetricsURL != "off" || o.cfg.Prefix != "p" ||
+		o.jsonPath != "out.json" || !o.quiet {
+		t.Errorf("explicit flags: %+v json %q quiet %v", o.cfg, o.jsonPath, o.quiet)
+	}
+}
+
+func TestParseFlagsRejectsBadValues(t *testing.T) {
+	for _, args := range [][]string{
+		{"-scenario", "storm"},
+		{"-url", "http://127.0.0.1:1/v1/ws"},
+		{"-reject-pct", "60", "-cancel-pct", "50"},
+		{"-timeout-pct", "-1"},
+		{"-inflight", "0"},
+		{"-scenario", "idle", "-conns", "0"},
+		{"-scenario", "group", "-rounds", "0"},
+		{"-invite-timeout", "1"},
+		{"-data-size", "20000"},
+		{"stray"},
+		{"-no-such-flag"},
+	} {
+		if _, err := parseFlags(args, &bytes.Buffer{}); err == nil {
+			t.Errorf("parseFlags(%q) accepted", args)
+		}
+	}
+}
+
+func TestHelpDocumentsEveryScenario(t *testing.T) {
+	var out bytes.Buffer
+	_, err := parseFlags([]string{"-h"}, &out)
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("-h: %v", err)
+	}
+	for _, want := range []string{"idle", "calls", "group", "-src-addrs", "-inflight", "-redis", "-max-error-pct", "-json"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("usage lacks %q", want)
+		}
+	}
+	if code := run(context.Background(), []string{"-h"}, &bytes.Buffer{}, &bytes.Buffer{}); code != 0 {
+		t.Errorf("run -h = %d", code)
+	}
+	if code := run(context.Background(), []string{"-scenario", "x"}, &bytes.Buffer{}, &bytes.Buffer{}); code != 2 {
+		t.Errorf("run with a bad flag = %d, want 2", code)
+	}
+}
+
+// TestRunFailsWithoutServer points the bench at a loopback port nobody
+// listens on: the run must end quickly with status 1.
+func TestRunFailsWithoutServer(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	var stdout, stderr bytes.Buffer
+	start := time.Now()
+	code := run(context.Background(), []string{"-url", "ws://" + addr + "/v1/ws", "-pairs", "2", "-quiet",
+		"-metrics-url", "off", "-duration", "1s"}, &stdout, &stderr)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1; stderr:\n%s", code, stderr.String())
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %v", d)
+	}
+	if !strings.Contains(stdout.String()+stderr.String(), "connection refused") {
+		t.Errorf("the report does not say why:\nstdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+	}
+}

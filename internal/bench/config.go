@@ -1,0 +1,207 @@
+package bench
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Scenario names.
+const (
+	ScenarioIdle  = "idle"
+	ScenarioCalls = "calls"
+	ScenarioGroup = "group"
+)
+
+// Config is everything a run is configured with. The command line of
+// signald-bench maps onto it one to one; tests fill it directly.
+type Config struct {
+	Scenario string `json:"scenario"`
+
+	URL        string `json:"url"`        // ws://host:port/v1/ws
+	AdminURL   string `json:"adminURL"`   // http://host:port; "" derives it from URL
+	MetricsURL string `json:"metricsURL"` // http://host:port/metrics; "" derives it, "off" disables scraping
+	AdminToken string `json:"-"`
+	Secret     string `json:"-"` // HS256 secret userSigs are minted with
+	Prefix     string `json:"prefix"`
+
+	SrcAddrs        int `json:"srcAddrs"`        // bind connections to 127.0.0.1 … 127.0.0.K
+	DialConcurrency int `json:"dialConcurrency"` // connects (dial + login) in flight
+
+	// idle
+	Conns int           `json:"conns"`
+	Hold  time.Duration `json:"holdNs"`
+
+	// calls
+	Pairs         int           `json:"pairs"`
+	Inflight      int           `json:"inflight"`
+	Rate          float64       `json:"rate"` // setups started per second; 0 = as fast as Inflight allows
+	Duration      time.Duration `json:"durationNs"`
+	Warmup        time.Duration `json:"warmupNs"`
+	RejectPct     float64       `json:"rejectPct"`
+	CancelPct     float64       `json:"cancelPct"`
+	TimeoutPct    float64       `json:"timeoutPct"`
+	InviteTimeout int           `json:"inviteTimeout"` // seconds, the invite's timeout parameter
+	DataSize      int           `json:"dataSize"`      // bytes of invite data; 0 = a short {"cmd":"videoCall"}
+
+	// group
+	GroupSize int `json:"groupSize"`
+	Rounds    int `json:"rounds"`
+
+	// OpTimeout bounds every wait for an answer: a setup or a round that
+	// has not completed by then counts as failed.
+	OpTimeout time.Duration `json:"opTimeoutNs"`
+
+	RedisAddr     string        `json:"redis,omitempty"`
+	RedisBaseline time.Duration `json:"redisBaselineNs"` // idle time to measure Redis's background command rate
+
+	MaxErrorPct float64 `json:"maxErrorPct"`
+
+	// Progress receives a line per second while the run goes; nil is quiet.
+	Progress io.Writer `json:"-"`
+}
+
+// DefaultConfig returns the defaults the command line documents.
+func DefaultConfig() Config {
+	return Config{
+		Scenario:        ScenarioCalls,
+		URL:             "ws://127.0.0.1:8080/v1/ws",
+		AdminToken:      "signald-dev-admin-token",
+		Secret:          "signald-dev-secret",
+		SrcAddrs:        8,
+		DialConcurrency: 200,
+		Conns:           1000,
+		Hold:            10 * time.Second,
+		Pairs:           64,
+		Inflight:        8,
+		Duration:        10 * time.Second,
+		Warmup:          time.Second,
+		InviteTimeout:   30,
+		GroupSize:       200,
+		Rounds:          20,
+		OpTimeout:       10 * time.Second,
+		RedisBaseline:   time.Second,
+		MaxErrorPct:     1,
+	}
+}
+
+// RandomPrefix returns a fresh user-ID prefix, so that runs against the
+// same server never share users (a user's leftover pending invitation
+// would be delivered to the next run's login).
+func RandomPrefix() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return "bench" + hex.EncodeToString(b[:])
+}
+
+// HTTPBase turns ws://host:port/... into http://host:port (wss into https).
+func HTTPBase(wsURL string) (string, error) {
+	u, err := url.Parse(wsURL)
+	if err != nil {
+		return "", err
+	}
+	switch u.Scheme {
+	case "ws":
+		u.Scheme = "http"
+	case "wss":
+		u.Scheme = "https"
+	default:
+		return "", fmt.Errorf("url %q: want ws:// or wss://", wsURL)
+	}
+	if u.Host == "" {
+		return "", fmt.Errorf("url %q has no host", wsURL)
+	}
+	return u.Scheme + "://" + u.Host, nil
+}
+
+// Normalize derives the URLs left empty, fills the prefix and checks the
+// values; it reports every problem at once.
+func (c *Config) Normalize() error {
+	var errs []error
+	base, err := HTTPBase(c.URL)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if c.AdminURL == "" {
+		c.AdminURL = base
+	}
+	c.AdminURL = strings.TrimSuffix(c.AdminURL, "/")
+	if c.MetricsURL == "" && base != "" {
+		c.MetricsURL = base + "/metrics"
+	}
+	if c.Prefix == "" {
+		c.Prefix = RandomPrefix()
+	}
+	if c.Secret == "" {
+		errs = append(errs, errors.New("-secret is empty"))
+	}
+	positive := func(name string, v int) {
+		if v < 1 {
+			errs = append(errs, fmt.Errorf("-%s must be at least 1 (got %d)", name, v))
+		}
+	}
+	positive("src-addrs", c.SrcAddrs)
+	positive("dial-concurrency", c.DialConcurrency)
+	if c.OpTimeout <= 0 {
+		errs = append(errs, errors.New("-op-timeout must be positive"))
+	}
+	switch c.Scenario {
+	case ScenarioIdle:
+		positive("conns", c.Conns)
+		if c.Hold < 0 {
+			errs = append(errs, errors.New("-hold must not be negative"))
+		}
+	case ScenarioCalls:
+		positive("pairs", c.Pairs)
+		positive("inflight", c.Inflight)
+		if c.Duration <= 0 || c.Warmup < 0 || c.Rate < 0 {
+			errs = append(errs, errors.New("-duration must be positive, -warmup and -rate not negative"))
+		}
+		for name, p := range map[string]float64{"reject-pct": c.RejectPct, "cancel-pct": c.CancelPct, "timeout-pct": c.TimeoutPct} {
+			if p < 0 || p > 100 {
+				errs = append(errs, fmt.Errorf("-%s must be within 0..100 (got %v)", name, p))
+			}
+		}
+		if s := c.RejectPct + c.CancelPct + c.TimeoutPct; s > 100 {
+			errs = append(errs, fmt.Errorf("-reject-pct + -cancel-pct + -timeout-pct is %v, more than 100", s))
+		}
+		if c.InviteTimeout < 2 {
+			// timeout 1 is what marks the timeout share; answered invitations
+			// must not time out by accident.
+			errs = append(errs, fmt.Errorf("-invite-timeout must be at least 2 seconds (got %d)", c.InviteTimeout))
+		}
+	case ScenarioGroup:
+		positive("group-size", c.GroupSize)
+		positive("rounds", c.Rounds)
+		if c.InviteTimeout < 0 {
+			errs = append(errs, errors.New("-invite-timeout must not be negative"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("-scenario %q: want idle, calls or group", c.Scenario))
+	}
+	if c.DataSize < 0 || c.DataSize > 12<<10 {
+		errs = append(errs, fmt.Errorf("-data-size must be within 0..12288 (got %d)", c.DataSize))
+	}
+	return errors.Join(errs...)
+}
+
+// inviteData returns the invite's data string, DataSize bytes long when set.
+func (c *Config) inviteData() string {
+	const short = `{"cmd":"videoCall"}`
+	if c.DataSize == 0 {
+		return short
+	}
+	const head, tail = `{"cmd":"videoCall","pad":"`, `"}`
+	if c.DataSize <= len(head)+len(tail) {
+		return strings.Repeat("x", c.DataSize)
+	}
+	return head + strings.Repeat("x", c.DataSize-len(head)-len(tail)) + tail
+}
+
+// metricsEnabled reports whether the server's /metrics is to be scraped.
+func (c *Config) metricsEnabled() bool { return c.MetricsURL != "" && c.MetricsURL != "off" }
