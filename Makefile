@@ -35,9 +35,10 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeRequest -fuzztime 30s ./internal/protocol
 	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime 30s ./internal/auth
 
-## bench: Go microbenchmarks of the hot paths, against a private redis-server.
+## bench: the standard load run (memory and Redis mode) and the Go microbenchmarks;
+## writes docs/benchmarks.md. About four minutes.
 bench: deps
-	scripts/with-redis.sh $(GO) test -run '^$$' -bench . -benchmem -count 5 ./...
+	scripts/bench.sh
 
 ## docker: a small static image (needs a Docker engine).
 docker:

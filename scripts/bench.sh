@@ -1,0 +1,158 @@
+#!/bin/sh
+# bench.sh: the standard benchmark run behind `make bench`. It builds signald
+# and signald-bench, runs the load tool against a daemon on loopback in
+# memory mode and in Redis mode (a private redis-server), then the Go
+# microbenchmarks, and writes everything to docs/benchmarks.md with the
+# exact commands, the machine and the date. Bounded: about four minutes.
+set -eu
+cd "$(dirname "$0")/.."
+out=${BENCH_OUT:-docs/benchmarks.md}
+dur=${BENCH_DURATION:-10s}
+conns=${BENCH_CONNS:-15000}
+tmp=$(mktemp -d)
+daemon=""
+redis=""
+cleanup() {
+	[ -n "$daemon" ] && kill "$daemon" 2>/dev/null && wait "$daemon" 2>/dev/null || true
+	[ -n "$redis" ] && kill "$redis" 2>/dev/null && wait "$redis" 2>/dev/null || true
+	rm -rf "$tmp"
+}
+trap cleanup EXIT INT TERM
+
+freeport() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null ||
+		awk 'BEGIN{srand(); print 20000+int(rand()*30000)}'
+}
+
+echo "building..." >&2
+go build -o "$tmp/signald" ./cmd/signald
+go build -o "$tmp/signald-bench" ./cmd/signald-bench
+
+port=$(freeport)
+url="ws://127.0.0.1:$port/v1/ws"
+
+# start_daemon ARGS...: a fresh signald on $port; waits until /readyz is 200.
+start_daemon() {
+	SIGNALD_ADDR="127.0.0.1:$port" "$tmp/signald" serve --dev --log-level warn \
+		--rate-limit 1000000 --rate-burst 1000000 "$@" 2>>"$tmp/daemon.log" &
+	daemon=$!
+	for _ in $(seq 1 100); do
+		curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && return 0
+		sleep 0.05
+	done
+	echo "signald did not become ready" >&2
+	cat "$tmp/daemon.log" >&2
+	exit 1
+}
+stop_daemon() {
+	kill "$daemon"
+	wait "$daemon" 2>/dev/null || true
+	daemon=""
+}
+
+# run NAME ARGS...: one signald-bench run, its report kept for the document.
+run() {
+	name=$1
+	shift
+	echo "  $name: signald-bench $*" >&2
+	echo "signald-bench -url ws://127.0.0.1:PORT/v1/ws $*" >"$tmp/$name.cmd"
+	"$tmp/signald-bench" -url "$url" -quiet -json "$tmp/$name.json" "$@" >"$tmp/$name.txt" 2>&1 ||
+		echo "(signald-bench exited with status $?)" >>"$tmp/$name.txt"
+}
+
+# field NAME LABEL: the value on the first report line starting with LABEL.
+field() {
+	awk -v l="$2" 'index($0, "  " l) == 1 { n = split($0, a, /  +/); print a[n]; exit }' "$tmp/$1.txt" | sed 's/ *$//'
+}
+# lat NAME LABEL COLUMN: a latency column (3=p50 4=p90 5=p99 6=max) of the row starting with LABEL.
+lat() {
+	awk -v l="$2" -v c="$3" 'index($0, "  " l) == 1 { n = split($0, a, /  +/); print a[n - 6 + c - 1]; exit }' "$tmp/$1.txt"
+}
+setups() { field "$1" "call setups per second" | awk '{print int($1)}'; }
+
+scenarios() { # MODE EXTRA...: the standard scenarios against one store
+	mode=$1
+	shift
+	start_daemon "$@"
+	run "$mode-calls" -scenario calls -duration "$dur" -inflight 8 $benchredis
+	half=$(($(setups "$mode-calls") / 2))
+	[ "$half" -gt 0 ] || half=1000
+	run "$mode-half" -scenario calls -duration "$dur" -inflight 8 -rate "$half" $benchredis
+	run "$mode-mix" -scenario calls -duration "$dur" -inflight 8 -reject-pct 10 -cancel-pct 10 -timeout-pct 5 $benchredis
+	run "$mode-group" -scenario group -group-size 200 -rounds 20 $benchredis
+	stop_daemon
+	start_daemon "$@"
+	run "$mode-idle" -scenario idle -conns "$conns" -hold 5s
+	stop_daemon
+}
+
+echo "memory mode..." >&2
+benchredis=""
+scenarios memory
+
+echo "redis mode..." >&2
+rport=$(freeport)
+redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no --dir "$tmp" --logfile "$tmp/redis.log" &
+redis=$!
+for _ in $(seq 1 100); do redis-cli -p "$rport" ping 2>/dev/null | grep -q PONG && break; sleep 0.05; done
+benchredis="-redis 127.0.0.1:$rport"
+scenarios redis --redis-url "redis://127.0.0.1:$rport" --redis-prefix bench:
+
+echo "Go microbenchmarks..." >&2
+SIGNALD_TEST_REDIS_ADDR="127.0.0.1:$rport" go test -run '^$' -bench . -benchmem -benchtime 1s -count 3 \
+	./internal/protocol ./internal/invite ./internal/redisstore ./internal/redisbus ./internal/app >"$tmp/micro.txt" 2>&1 ||
+	echo "(go test exited with status $?)" >>"$tmp/micro.txt"
+
+# The document.
+{
+	echo "# Benchmarks"
+	echo
+	echo "Written by \`make bench\` (scripts/bench.sh) on $(date -u '+%Y-%m-%d %H:%M UTC'). Do not edit: run it again."
+	echo "What the figures mean, the targets and what limits them: [performance.md](performance.md)."
+	echo
+	echo "## Machine"
+	echo
+	echo "- CPU: $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
+	echo "- memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo); open-file limit $(ulimit -n)"
+	echo "- $(go version); $(redis-server --version | cut -d' ' -f1-3); Linux $(uname -r)"
+	echo "- signald-bench and signald (and redis-server) on the same machine, over loopback: they share the cores."
+	echo
+	echo "## Summary"
+	echo
+	echo "| figure | memory mode | Redis mode |"
+	echo "|---|---|---|"
+	echo "| call setups/s, 8 in flight (invite → delivery → accept → delivery) | $(field memory-calls 'call setups per second') | $(field redis-calls 'call setups per second') |"
+	echo "| deliveries/s in that run | $(field memory-calls 'deliveries (onReceiveNewInvitation) per second') | $(field redis-calls 'deliveries (onReceiveNewInvitation) per second') |"
+	echo "| invite → delivery p50 / p99, flat out (ms) | $(lat memory-calls 'invite → onReceiveNewInvitation' 3) / $(lat memory-calls 'invite → onReceiveNewInvitation' 5) | $(lat redis-calls 'invite → onReceiveNewInvitation' 3) / $(lat redis-calls 'invite → onReceiveNewInvitation' 5) |"
+	echo "| invite → delivery p50 / p99 at half that rate (ms) | $(lat memory-half 'invite → onReceiveNewInvitation' 3) / $(lat memory-half 'invite → onReceiveNewInvitation' 5) | $(lat redis-half 'invite → onReceiveNewInvitation' 3) / $(lat redis-half 'invite → onReceiveNewInvitation' 5) |"
+	echo "| whole setup p50 / p99, flat out (ms) | $(lat memory-calls 'setup: invite → onInviteeAccepted' 3) / $(lat memory-calls 'setup: invite → onInviteeAccepted' 5) | $(lat redis-calls 'setup: invite → onInviteeAccepted' 3) / $(lat redis-calls 'setup: invite → onInviteeAccepted' 5) |"
+	echo "| server CPU per setup | $(field memory-calls 'CPU per setup') | $(field redis-calls 'CPU per setup') |"
+	echo "| load tool CPU relative to the server's | $(field memory-calls 'CPU relative to the server') | $(field redis-calls 'CPU relative to the server') |"
+	echo "| Redis script calls per setup | — | $(field redis-calls 'script calls per setup, background subtracted') |"
+	echo "| group of 200 online invitees: all delivered p50 / p99 (ms) | $(lat memory-group 'round: inviteInGroup → all K delivered' 3) / $(lat memory-group 'round: inviteInGroup → all K delivered' 5) | $(lat redis-group 'round: inviteInGroup → all K delivered' 3) / $(lat redis-group 'round: inviteInGroup → all K delivered' 5) |"
+	echo "| idle connections held | $(field memory-idle 'connections established') | $(field redis-idle 'connections established') |"
+	echo "| server RSS per idle logged-in connection | $(field memory-idle 'RSS per idle connection') | $(field redis-idle 'RSS per idle connection') |"
+	echo
+	for mode in memory redis; do
+		echo "## ${mode} mode"
+		echo
+		for s in calls half mix group idle; do
+			n="$mode-$s"
+			[ -f "$tmp/$n.txt" ] || continue
+			echo "### $n"
+			echo
+			echo '```'
+			echo "\$ $(cat "$tmp/$n.cmd")"
+			cat "$tmp/$n.txt"
+			echo '```'
+			echo
+		done
+	done
+	echo "## Go microbenchmarks"
+	echo
+	echo '```'
+	echo "\$ go test -run '^\$' -bench . -benchmem -benchtime 1s -count 3 ./internal/protocol ./internal/invite ./internal/redisstore ./internal/redisbus ./internal/app"
+	grep -E '^(Benchmark|ok|FAIL|---)' "$tmp/micro.txt" || cat "$tmp/micro.txt"
+	echo '```'
+} >"$out"
+echo "wrote $out" >&2
