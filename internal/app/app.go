@@ -23,6 +23,7 @@ import (
 	"github.com/signald/signald/internal/invite"
 	"github.com/signald/signald/internal/memstore"
 	"github.com/signald/signald/internal/push"
+	"github.com/signald/signald/internal/redisbus"
 	"github.com/signald/signald/internal/redisstore"
 	"github.com/signald/signald/internal/server"
 )
@@ -163,7 +164,11 @@ func Start(ctx context.Context, o Options, logger *slog.Logger, reg prometheus.R
 	if node == "" {
 		node = rand.Text()[:12]
 	}
-	bus := push.NewMemBus(hub, o.EventsKept, o.EventsRetention, nil)
+	bus, err := openBus(o, store, hub, node, logger)
+	if err != nil {
+		return fail(err)
+	}
+	// The bus runs before anything can Watch: its loop confirms subscriptions.
 	busCtx, stopBus := context.WithCancel(context.Background())
 	var busWG sync.WaitGroup
 	busWG.Go(func() { _ = bus.Run(busCtx) })
@@ -243,6 +248,25 @@ func storeName(o Options) string {
 		return "memory"
 	}
 	return "redis"
+}
+
+// runningBus is a push.Bus with the loop that serves it.
+type runningBus interface {
+	push.Bus
+	Run(ctx context.Context) error
+}
+
+// openBus returns the event bus of the store: in memory for the embedded
+// store, Redis sharded Pub/Sub and streams when instances share a Redis.
+func openBus(o Options, store closingBackend, hub *push.Hub, node string, logger *slog.Logger) (runningBus, error) {
+	rb, ok := store.(redisBackend)
+	if !ok {
+		return push.NewMemBus(hub, o.EventsKept, o.EventsRetention, nil), nil
+	}
+	return redisbus.New(redisbus.Options{
+		Client: rb.client, Prefix: o.RedisPrefix, Node: node, Hub: hub,
+		Keep: o.EventsKept, Retention: o.EventsRetention, Logger: logger,
+	})
 }
 
 type closingBackend interface {

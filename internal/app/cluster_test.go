@@ -1,0 +1,191 @@
+package app_test
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/signald/signald/internal/app"
+	"github.com/signald/signald/internal/protocol"
+)
+
+// startInstances starts n daemons sharing one Redis and key prefix, as
+// instances behind a load balancer.
+func startInstances(t *testing.T, o app.Options, n int) []*daemon {
+	t.Helper()
+	var ds []*daemon
+	for i := range n {
+		oi := o
+		oi.NodeID = fmt.Sprintf("node%d", i+1)
+		ds = append(ds, startDaemon(t, oi))
+	}
+	return ds
+}
+
+func redisOptions(t *testing.T) app.Options {
+	t.Helper()
+	checkLeaks(t)
+	return baseOptions(t, "redis")
+}
+
+// TestCrossInstanceDelivery: every event reaches every connection of its
+// users whichever instance each is on, once, except the acting connection.
+func TestCrossInstanceDelivery(t *testing.T) {
+	ds := startInstances(t, redisOptions(t), 3)
+	a, b, c := ds[0], ds[1], ds[2]
+	mustAdmin(t, a, "PUT", "/v1/groups/team/members", `{"members":["alice","bob","carol"]}`)
+	alice, alice2 := a.login("alice"), c.login("alice")
+	phone, laptop := b.login("bob"), c.login("bob")
+	carol := a.login("carol")
+	all := []*clientT{alice, alice2, phone, laptop, carol}
+
+	id := decode[string](t, mustCall(t, alice, protocol.OpInviteInGroup, map[string]any{
+		"groupID": "team", "inviteeList": []string{"bob", "carol"}, "data": "d", "timeout": 30}).Data)
+	for _, cl := range []*clientT{phone, laptop, carol} {
+		expectEvent(t, cl, "onReceiveNewInvitation", id)
+	}
+	mustCall(t, alice2, protocol.OpModifyInvitation, map[string]any{"inviteID": id, "data": "d2"})
+	for _, cl := range []*clientT{alice, phone, laptop, carol} {
+		if f := expectEvent(t, cl, "onInvitationModified", id); f.EventData() != "d2" {
+			t.Fatalf("modified %+v", f)
+		}
+	}
+	mustCall(t, laptop, protocol.OpAccept, map[string]any{"inviteID": id})
+	for _, cl := range []*clientT{alice, alice2, phone, carol} {
+		expectEvent(t, cl, "onInviteeAccepted", id)
+	}
+	mustCall(t, carol, protocol.OpReject, map[string]any{"inviteID": id})
+	for _, cl := range []*clientT{alice, alice2, phone, laptop} {
+		expectEvent(t, cl, "onInviteeRejected", id)
+	}
+	id2 := invite(t, alice2, map[string]any{"invitee": "bob", "data": ""})
+	expectEvent(t, phone, "onReceiveNewInvitation", id2)
+	expectEvent(t, laptop, "onReceiveNewInvitation", id2)
+	mustCall(t, alice2, protocol.OpCancel, map[string]any{"inviteID": id2})
+	for _, cl := range []*clientT{alice, phone, laptop} {
+		expectEvent(t, cl, "onInvitationCancelled", id2)
+	}
+	id3 := invite(t, carol, map[string]any{"invitee": "bob", "data": "", "timeout": 1})
+	expectEvent(t, phone, "onReceiveNewInvitation", id3)
+	expectEvent(t, laptop, "onReceiveNewInvitation", id3)
+	for _, cl := range []*clientT{carol, phone, laptop} {
+		expectEvent(t, cl, "onInvitationTimeout", id3)
+	}
+	for _, cl := range all {
+		expectQuiet(t, cl)
+	}
+}
+
+// TestPresenceAcrossInstances: onlineUserOnly reaches a user connected to
+// another instance, and no offline push is asked for a user who is online
+// elsewhere.
+func TestPresenceAcrossInstances(t *testing.T) {
+	ds := startInstances(t, redisOptions(t), 2)
+	alice, bob := ds[0].login("alice"), ds[1].login("bob")
+	id := invite(t, alice, map[string]any{"invitee": "bob", "data": "", "onlineUserOnly": true})
+	if f := expectEvent(t, bob, "onReceiveNewInvitation", id); f.EventID != "" {
+		t.Fatalf("onlineUserOnly event with eventID %q", f.EventID)
+	}
+	invite(t, alice, map[string]any{"invitee": "bob", "data": ""})
+	invite(t, alice, map[string]any{"invitee": "nobody", "data": ""})
+	_, body := ds[0].get("/metrics")
+	if !strings.Contains(body, "signald_offline_push_requests_total 1\n") {
+		t.Fatalf("want exactly one offline push (for nobody); metrics:\n%s", grepLines(body, "offline_push"))
+	}
+}
+
+func grepLines(body, sub string) string {
+	var out []string
+	for _, l := range strings.Split(body, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// TestResumeOnAnotherInstance: a phone that loses its connection to one
+// instance and comes back through another gets what it missed.
+func TestResumeOnAnotherInstance(t *testing.T) {
+	ds := startInstances(t, redisOptions(t), 3)
+	alice := ds[0].login("alice")
+	bob := ds[1].login("bob")
+	id := invite(t, alice, map[string]any{"invitee": "bob", "data": ""})
+	rung := expectEvent(t, bob, "onReceiveNewInvitation", id)
+	_ = bob.Close()
+	mustCall(t, alice, protocol.OpCancel, map[string]any{"inviteID": id, "data": "gone"})
+	bob, data := ds[2].loginResume("bob", rung.EventID)
+	if data["recovered"] != true {
+		t.Fatalf("resume on another instance: %v", data)
+	}
+	if f := expectEvent(t, bob, "onInvitationCancelled", id); f.EventData() != "gone" {
+		t.Fatalf("replayed %+v", f)
+	}
+	expectQuiet(t, bob)
+}
+
+// TestTimeoutsOnceAcrossInstances: many invitations time out while three
+// instances poll for deadlines; each recipient connection hears of each
+// timeout exactly once.
+func TestTimeoutsOnceAcrossInstances(t *testing.T) {
+	ds := startInstances(t, redisOptions(t), 3)
+	callers := []*clientT{ds[0].login("alice"), ds[1].login("carol"), ds[2].login("dave")}
+	bob := ds[1].login("bob")
+	bob2 := ds[2].login("bob")
+	const n = 30
+	want := map[string]bool{}
+	for i := range n {
+		id := invite(t, callers[i%3], map[string]any{"invitee": "bob", "data": "", "timeout": 1})
+		want[id] = true
+	}
+	for _, c := range []*clientT{bob, bob2} {
+		rung, timedOut := map[string]int{}, map[string]int{}
+		for range 2 * n {
+			f := next(t, c)
+			switch f.Event {
+			case "onReceiveNewInvitation":
+				rung[f.InviteID]++
+			case "onInvitationTimeout":
+				timedOut[f.InviteID]++
+				if !slices.Equal(f.InviteeList, []string{"bob"}) {
+					t.Fatalf("timeout %+v", f)
+				}
+			default:
+				t.Fatalf("unexpected %+v", f)
+			}
+		}
+		for id := range want {
+			if rung[id] != 1 || timedOut[id] != 1 {
+				t.Fatalf("invitation %s: rung %d times, timed out %d times; want once each", id, rung[id], timedOut[id])
+			}
+		}
+		expectQuiet(t, c)
+	}
+	for i, c := range callers {
+		got := 0
+		for range n / 3 {
+			if f := next(t, c); f.Event == "onInvitationTimeout" {
+				got++
+			}
+		}
+		if got != n/3 {
+			t.Fatalf("caller %d heard %d timeouts, want %d", i, got, n/3)
+		}
+		expectQuiet(t, c)
+	}
+	fired := 0.0
+	for _, d := range ds {
+		_, body := d.get("/metrics")
+		var v float64
+		for _, l := range strings.Split(body, "\n") {
+			if strings.HasPrefix(l, "signald_timeouts_fired_total ") {
+				fmt.Sscan(strings.TrimPrefix(l, "signald_timeouts_fired_total "), &v)
+			}
+		}
+		fired += v
+	}
+	if fired != n {
+		t.Fatalf("timeouts fired %v times over the instances, want %d", fired, n)
+	}
+}

@@ -1,0 +1,69 @@
+#!lua
+-- publish.lua: keep one event of one user and send it to the instances that
+-- watch the user, in one step, so that the order of the user's Pub/Sub
+-- messages is the order of the user's stream.
+--
+-- KEYS[1]  the user's stream of kept events (one field per entry: f, the
+--          frame without eventID)
+-- KEYS[2]  the user's hash inviteID -> eventID
+-- KEYS[3]  the user's shard channel. Not a key, but named here so that
+--          Redis Cluster checks that it shares the keys' slot, which
+--          SPUBLISH from a script requires.
+-- ARGV[1]  how many events to keep
+-- ARGV[2]  retention (ms): the stream and the hash expire this long after
+--          the newest event
+-- ARGV[3]  inviteID whose ringing this event is, or ""
+-- ARGV[4]  the message header: "<origin node>\n<origin session>\n<kind>"
+-- ARGV[5]  the frame
+--
+-- Returns SPUBLISH's count: how many subscriptions (instances watching the
+-- user) the message reached.
+
+local keep = tonumber(ARGV[1])
+
+local function parse(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+
+-- The eventID: the entry ID with both numbers zero-padded, so that byte-wise
+-- order is stream order.
+local function pad(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return string.rep('0', 13 - #ms) .. ms .. '-' .. string.rep('0', 10 - #seq) .. seq
+end
+
+local function older(a, b)
+  local ams, aseq = parse(a)
+  local bms, bseq = parse(b)
+  return ams < bms or (ams == bms and aseq < bseq)
+end
+
+-- Trim with XDEL, not XADD MAXLEN: Redis 7.0 records the newest dropped ID as
+-- the stream's max-deleted-entry-id only for XDEL, and replay.lua needs it.
+local over = redis.call('XLEN', KEYS[1]) - keep + 1
+if over > 0 then
+  for _, e in ipairs(redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', over)) do
+    redis.call('XDEL', KEYS[1], e[1])
+  end
+end
+local id = pad(redis.call('XADD', KEYS[1], '*', 'f', ARGV[5]))
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+
+if ARGV[3] ~= '' then
+  redis.call('HSET', KEYS[2], ARGV[3], id)
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+  -- Forget invitations rung before the oldest kept event, now and then
+  -- rather than on every call, so that the hash stays small.
+  if redis.call('HLEN', KEYS[2]) > 2 * keep then
+    local oldest = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1][1]
+    local rung = redis.call('HGETALL', KEYS[2])
+    for i = 1, #rung, 2 do
+      if older(rung[i + 1], oldest) then
+        redis.call('HDEL', KEYS[2], rung[i])
+      end
+    end
+  end
+end
+
+return redis.call('SPUBLISH', KEYS[3], id .. '\n' .. ARGV[4] .. '\n' .. ARGV[5])

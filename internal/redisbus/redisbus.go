@@ -1,0 +1,403 @@
+// Package redisbus is the push.Bus of signald instances that share a Redis:
+// each user's recent events are kept in a Redis stream, and every event is
+// sent over a sharded Pub/Sub channel of the user to the instances that hold
+// a connection of that user.
+//
+// # Keys and channels
+//
+// Every name starts with Options.Prefix (default "signald:") and carries the
+// user as the hash tag {u:<user>}, so that one user's keys and channel are
+// in one Redis Cluster slot and every script touches one slot:
+//
+//	<prefix>ev:{u:<user>}    stream: the user's newest Keep events; each entry has one
+//	                         field, f: the frame without eventID
+//	<prefix>rung:{u:<user>}  hash: inviteID → eventID of the user's onReceiveNewInvitation
+//	<prefix>ch:{u:<user>}    shard channel (SPUBLISH/SSUBSCRIBE): the user's events
+//
+// The stream and the hash expire Retention after the user's newest kept
+// event. An eventID is its stream entry ID "<ms>-<seq>" with the numbers
+// zero-padded to 13 and 10 digits, so that byte-wise order is stream order.
+// Old events are dropped with XDEL, which (unlike XADD MAXLEN on Redis 7.0)
+// records the newest dropped ID as the stream's max-deleted-entry-id: a
+// resume after an older ID would miss events.
+//
+// A Pub/Sub message is "<eventID>\n<origin node>\n<origin session>\n<kind>\n<frame>",
+// the eventID empty for an event that is not kept. publish.lua appends to
+// the stream and publishes in one step, so a user's messages go out in
+// eventID order (an event not kept is a plain SPUBLISH); each instance reads
+// a subscription connection in order and hands every message to its hub
+// before reading the next.
+//
+// # Subscriptions
+//
+// An instance subscribes to the channel of each user it watches, on one
+// connection per Redis server (per master on a cluster: a shard channel can
+// only be subscribed on the server that owns its slot). Run reads those
+// connections. When one breaks, go-redis reconnects it and sends one
+// SSUBSCRIBE of every channel, which Redis Cluster refuses (CROSSSLOT) as
+// soon as they span slots; so Run subscribes again itself, slot by slot,
+// and on a cluster moves channels whose slot now has another master. Each
+// connection is pinged every 5 s, and one silent for 10 to 15 s is given up
+// and made again, so that a lost peer is noticed without TCP's help.
+// Events published while a connection is down do not reach its users'
+// live connections; they stay kept for a resume.
+//
+// It needs Redis 7.0 or later: sharded Pub/Sub, "#!lua" scripts, XINFO
+// STREAM's max-deleted-entry-id.
+package redisbus
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/signald/signald/internal/push"
+)
+
+// Defaults of Options.
+const (
+	DefaultPrefix    = "signald:"
+	DefaultKeep      = 100
+	DefaultRetention = 24 * time.Hour
+)
+
+// Options configure a Bus.
+type Options struct {
+	// Client is the Redis: a *redis.Client (a server, or Sentinel failover)
+	// or a *redis.ClusterClient. Required. The Bus does not close it.
+	Client redis.UniversalClient
+	// Prefix starts every key and channel; DefaultPrefix when empty. It
+	// must not contain '{' or '}', which would change the hash tags.
+	Prefix string
+	// Node identifies this instance among those sharing the Redis
+	// (push.Origin.Node). Required; no newline.
+	Node string
+	// Hub receives the events of the users this instance watches. Required.
+	Hub *push.Hub
+	// Keep is how many events are kept per user; DefaultKeep when 0.
+	Keep int
+	// Retention is how long a user's events are kept after the newest;
+	// DefaultRetention when 0.
+	Retention time.Duration
+	// Logger reports subscription trouble; nil discards.
+	Logger *slog.Logger
+}
+
+func (o *Options) validate() error {
+	switch o.Client.(type) {
+	case *redis.Client, *redis.ClusterClient:
+	case nil:
+		return errors.New("redisbus: Options.Client is required")
+	default:
+		return fmt.Errorf("redisbus: Options.Client is a %T; want a *redis.Client or a *redis.ClusterClient", o.Client)
+	}
+	if o.Prefix == "" {
+		o.Prefix = DefaultPrefix
+	}
+	if strings.ContainsAny(o.Prefix, "{}") {
+		return fmt.Errorf("redisbus: Options.Prefix %q contains a brace", o.Prefix)
+	}
+	if o.Node == "" || strings.Contains(o.Node, "\n") {
+		return fmt.Errorf("redisbus: Options.Node %q: want a non-empty name without newline", o.Node)
+	}
+	if o.Hub == nil {
+		return errors.New("redisbus: Options.Hub is required")
+	}
+	if o.Keep == 0 {
+		o.Keep = DefaultKeep
+	}
+	if o.Keep < 1 {
+		return fmt.Errorf("redisbus: Options.Keep %d < 1", o.Keep)
+	}
+	if o.Retention == 0 {
+		o.Retention = DefaultRetention
+	}
+	if o.Retention < time.Millisecond {
+		return fmt.Errorf("redisbus: Options.Retention %v < 1ms", o.Retention)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// Bus implements push.Bus on Redis. It is safe for concurrent use. Run must
+// be running for Watch to return, and for events to reach the hub.
+type Bus struct {
+	c       redis.UniversalClient
+	single  *redis.Client        // Options.Client when it is not a cluster
+	cluster *redis.ClusterClient // Options.Client when it is a cluster
+	prefix  string
+	node    string
+	hub     *push.Hub
+	keep    int
+	retain  int64 // ms
+	log     *slog.Logger
+
+	// pingEvery is how often a subscription connection is pinged; one
+	// silent for three times as long is dropped and made again.
+	pingEvery time.Duration
+	tokens    atomic.Uint64 // for ping payloads
+
+	mu      sync.Mutex
+	watches map[string]*watch        // by channel; guarded by mu
+	shards  map[*redis.Client]*shard // by the server subscribed on; guarded by mu
+	state   runState                 // guarded by mu
+	runCtx  context.Context          // Run's; guarded by mu
+	wg      sync.WaitGroup           // the shards' goroutines
+}
+
+type runState int
+
+const (
+	notStarted runState = iota
+	running
+	stopped
+)
+
+// New returns a Bus on o.Client. It does not contact Redis; see Ping.
+func New(o Options) (*Bus, error) {
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	b := &Bus{
+		c:         o.Client,
+		prefix:    o.Prefix,
+		node:      o.Node,
+		hub:       o.Hub,
+		keep:      o.Keep,
+		retain:    o.Retention.Milliseconds(),
+		log:       o.Logger,
+		pingEvery: 5 * time.Second,
+		watches:   make(map[string]*watch),
+		shards:    make(map[*redis.Client]*shard),
+	}
+	switch c := o.Client.(type) {
+	case *redis.Client:
+		b.single = c
+	case *redis.ClusterClient:
+		b.cluster = c
+	}
+	return b, nil
+}
+
+var _ push.Bus = (*Bus)(nil)
+
+func (b *Bus) streamKey(user string) string { return b.prefix + "ev:{u:" + user + "}" }
+
+func (b *Bus) rungKey(user string) string { return b.prefix + "rung:{u:" + user + "}" }
+
+func (b *Bus) channel(user string) string { return b.prefix + "ch:{u:" + user + "}" }
+
+// userOf returns the user of a channel of this bus.
+func (b *Bus) userOf(ch string) (string, bool) {
+	rest, ok := strings.CutPrefix(ch, b.prefix+"ch:{u:")
+	if !ok {
+		return "", false
+	}
+	return strings.CutSuffix(rest, "}")
+}
+
+// The scripts. Their first line, "#!lua", has Redis Cluster refuse them
+// when their keys span slots.
+var (
+	//go:embed publish.lua
+	publishLua    string
+	publishScript = redis.NewScript(publishLua)
+
+	//go:embed replay.lua
+	replayLua    string
+	replayScript = redis.NewScript(replayLua)
+)
+
+// unavailable wraps an error of the Redis client so that it matches
+// push.ErrBusUnavailable and still matches what it was.
+func unavailable(op string, err error) error {
+	return fmt.Errorf("redisbus: %s: %w: %w", op, push.ErrBusUnavailable, err)
+}
+
+// Ping reports whether Redis answers. Errors wrap push.ErrBusUnavailable.
+func (b *Bus) Ping(ctx context.Context) error {
+	if err := b.c.Ping(ctx).Err(); err != nil {
+		return unavailable("ping", err)
+	}
+	return nil
+}
+
+// Publish implements push.Bus in one round trip: a pipeline of one command
+// per user, publish.lua for a kept event, else a plain SPUBLISH. A user is
+// online when an instance watches it. Errors reaching Redis wrap
+// push.ErrBusUnavailable; the event may then have gone to some users only.
+func (b *Bus) Publish(ctx context.Context, env push.Envelope) ([]bool, error) {
+	if n := len(env.Frame); n < 2 || env.Frame[0] != '{' || env.Frame[n-1] != '}' {
+		return nil, errors.New("redisbus: publish: the frame is not a JSON object")
+	}
+	if strings.Contains(env.Kind, "\n") || strings.Contains(env.Except.Node, "\n") {
+		return nil, errors.New("redisbus: publish: newline in the kind or the origin node")
+	}
+	online := make([]bool, len(env.Users))
+	if len(env.Users) == 0 {
+		return online, nil
+	}
+	header := env.Except.Node + "\n" + strconv.FormatUint(env.Except.Session, 10) + "\n" + env.Kind
+	keys := func(u string) []string { return []string{b.streamKey(u), b.rungKey(u), b.channel(u)} }
+	args := []any{b.keep, b.retain, env.InviteID, header, env.Frame}
+
+	cmds := make([]redis.Cmder, len(env.Users))
+	pipe := b.c.Pipeline()
+	for i, u := range env.Users {
+		if env.Keep {
+			cmds[i] = pipe.EvalSha(ctx, publishScript.Hash(), keys(u), args...)
+		} else {
+			cmds[i] = pipe.SPublish(ctx, b.channel(u), "\n"+header+"\n"+string(env.Frame))
+		}
+	}
+	_, _ = pipe.Exec(ctx) // errors are the commands'
+
+	// A server that does not have the script yet refused it without running
+	// it: send the script itself to those users.
+	var retry []int
+	for i, cmd := range cmds {
+		if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+			retry = append(retry, i)
+		}
+	}
+	if len(retry) > 0 {
+		pipe = b.c.Pipeline()
+		for _, i := range retry {
+			cmds[i] = pipe.Eval(ctx, publishLua, keys(env.Users[i]), args...)
+		}
+		_, _ = pipe.Exec(ctx)
+	}
+
+	for i, cmd := range cmds {
+		var n int64
+		var err error
+		switch cmd := cmd.(type) {
+		case *redis.Cmd:
+			n, err = cmd.Int64()
+		case *redis.IntCmd:
+			n, err = cmd.Result()
+		}
+		if err != nil {
+			return nil, unavailable("publish", err)
+		}
+		online[i] = n > 0
+	}
+	return online, nil
+}
+
+// Replay implements push.Bus with replay.lua: the check that nothing after
+// `after` was dropped and the read are one step. Errors wrap
+// push.ErrBusUnavailable.
+func (b *Bus) Replay(ctx context.Context, user, after string) ([][]byte, bool, error) {
+	ms, seq, ok := parseID(after)
+	if !ok {
+		return nil, false, nil
+	}
+	res, err := replayScript.Run(ctx, b.c, []string{b.streamKey(user)}, ms, seq).Slice()
+	if err != nil {
+		return nil, false, unavailable("replay", err)
+	}
+	if len(res) == 0 || res[0] != int64(1) || len(res)%2 != 1 {
+		return nil, false, nil
+	}
+	frames := make([][]byte, 0, len(res)/2)
+	for i := 1; i < len(res); i += 2 {
+		raw, _ := res[i].(string)
+		frame, _ := res[i+1].(string)
+		id, ok := padID(raw)
+		if !ok || len(frame) < 2 {
+			return nil, false, fmt.Errorf("redisbus: replay: malformed entry %q of %s", raw, b.streamKey(user))
+		}
+		frames = append(frames, push.WithEventID([]byte(frame), id))
+	}
+	return frames, true, nil
+}
+
+// Last implements push.Bus. Errors wrap push.ErrBusUnavailable.
+func (b *Bus) Last(ctx context.Context, user string) (string, error) {
+	msgs, err := b.c.XRevRangeN(ctx, b.streamKey(user), "+", "-", 1).Result()
+	if err != nil {
+		return "", unavailable("last", err)
+	}
+	if len(msgs) == 0 {
+		return "", nil
+	}
+	id, ok := padID(msgs[0].ID)
+	if !ok {
+		return "", fmt.Errorf("redisbus: last: malformed entry ID %q of %s", msgs[0].ID, b.streamKey(user))
+	}
+	return id, nil
+}
+
+// RungAs implements push.Bus. Errors wrap push.ErrBusUnavailable.
+func (b *Bus) RungAs(ctx context.Context, user string, inviteIDs []string) ([]string, error) {
+	out := make([]string, len(inviteIDs))
+	if len(inviteIDs) == 0 {
+		return out, nil
+	}
+	vals, err := b.c.HMGet(ctx, b.rungKey(user), inviteIDs...).Result()
+	if err != nil {
+		return nil, unavailable("rungAs", err)
+	}
+	for i, v := range vals {
+		out[i], _ = v.(string)
+	}
+	return out, nil
+}
+
+// EventIDs are stream entry IDs with both numbers zero-padded to these
+// widths: milliseconds until the year 2286, and far more events per
+// millisecond than one user gets.
+const (
+	msWidth  = 13
+	seqWidth = 10
+	idLen    = msWidth + 1 + seqWidth
+)
+
+// padID turns an entry ID "<ms>-<seq>" into an eventID.
+func padID(raw string) (string, bool) {
+	ms, seq, ok := strings.Cut(raw, "-")
+	if !ok || len(ms) == 0 || len(ms) > msWidth || len(seq) == 0 || len(seq) > seqWidth || !digits(ms) || !digits(seq) {
+		return "", false
+	}
+	var buf [idLen]byte
+	i := copy(buf[:], zeros[:msWidth-len(ms)])
+	i += copy(buf[i:], ms)
+	buf[i] = '-'
+	i++
+	i += copy(buf[i:], zeros[:seqWidth-len(seq)])
+	copy(buf[i:], seq)
+	return string(buf[:]), true
+}
+
+const zeros = "0000000000000"
+
+// parseID returns the numbers of an eventID this bus issues, or false.
+func parseID(id string) (ms, seq uint64, ok bool) {
+	if len(id) != idLen || id[msWidth] != '-' || !digits(id[:msWidth]) || !digits(id[msWidth+1:]) {
+		return 0, 0, false
+	}
+	ms, err1 := strconv.ParseUint(id[:msWidth], 10, 64)
+	seq, err2 := strconv.ParseUint(id[msWidth+1:], 10, 64)
+	return ms, seq, err1 == nil && err2 == nil
+}
+
+func digits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
