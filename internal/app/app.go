@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"sync"
 	"time"
@@ -209,6 +210,13 @@ func Start(ctx context.Context, o Options, logger *slog.Logger, reg prometheus.R
 		return err
 	})
 	steps.add("connections", srv.Shutdown)
+	if o.PprofAddr != "" {
+		stop, err := servePprof(o.PprofAddr, logger)
+		if err != nil {
+			return fail(err)
+		}
+		steps.add("pprof", stop)
+	}
 	logger.Info("signald listening", "addr", ln.Addr().String(), "store", storeName(o), "node", node, "dev", o.Dev)
 
 	d := &Daemon{Addr: ln.Addr().String(), done: make(chan error, 1)}
@@ -248,6 +256,29 @@ func storeName(o Options) string {
 		return "memory"
 	}
 	return "redis"
+}
+
+// servePprof serves the Go profiler on its own listener, never on the
+// public one: profiles show internals and cost CPU to take.
+func servePprof(addr string, logger *slog.Logger) (func(context.Context) error, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("pprof listener on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(ln) }()
+	logger.Info("pprof listening", "addr", ln.Addr().String())
+	return func(ctx context.Context) error {
+		err := srv.Shutdown(ctx)
+		<-done
+		return err
+	}, nil
 }
 
 // runningBus is a push.Bus with the loop that serves it.

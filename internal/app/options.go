@@ -40,6 +40,7 @@ type Options struct {
 	ShutdownTimeout time.Duration
 	DrainPeriod     time.Duration // after SIGTERM, /readyz is 503 this long before connections are closed
 	NodeID          string        // this instance's name among those sharing a Redis; "" picks a random one
+	PprofAddr       string        // where to serve net/http/pprof; "" (the default) serves none
 	EventsKept      int           // events kept per user for resume
 	EventsRetention time.Duration // how long a user's kept events outlive the newest of them
 	Server          server.Config
@@ -176,6 +177,7 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (Opt
 	e.str(&o.LogLevel, "log-level", "SIGNALD_LOG_LEVEL", "log level: debug, info, warn or error")
 	e.duration(&o.JWTLeeway, "jwt-leeway", "SIGNALD_JWT_LEEWAY", "clock leeway for userSig exp, nbf and iat")
 	e.duration(&o.ShutdownTimeout, "shutdown-timeout", "SIGNALD_SHUTDOWN_TIMEOUT", "hard limit on graceful shutdown, after the drain period")
+	e.str(&o.PprofAddr, "pprof-addr", "SIGNALD_PPROF_ADDR", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060) for profiling; empty: off")
 	e.str(&o.NodeID, "node-id", "SIGNALD_NODE_ID", "this instance's name among those sharing a Redis (default: random)")
 	e.integer(&o.EventsKept, "events-kept", "SIGNALD_EVENTS_KEPT", "events kept per user for resume (lastEventID)")
 	e.duration(&o.EventsRetention, "events-retention", "SIGNALD_EVENTS_RETENTION", "how long a user's kept events outlive the newest of them")
