@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -170,10 +169,7 @@ func Start(ctx context.Context, o Options, logger *slog.Logger, reg prometheus.R
 		return fail(err)
 	}
 	// The bus runs before anything can Watch: its loop confirms subscriptions.
-	busCtx, stopBus := context.WithCancel(context.Background())
-	var busWG sync.WaitGroup
-	busWG.Go(func() { _ = bus.Run(busCtx) })
-	steps.add("event bus", func(context.Context) error { stopBus(); busWG.Wait(); return nil })
+	steps.goLoop("event bus", bus.Run)
 	engine, err := invite.NewEngine(o.Engine, invite.Deps{
 		Store: store, Groups: store, Publisher: server.NewPublisher(bus, node, logger),
 		Pusher: push.LogPusher{Logger: logger}, Logger: logger, Registry: reg,
@@ -190,10 +186,7 @@ func Start(ctx context.Context, o Options, logger *slog.Logger, reg prometheus.R
 		return fail(err)
 	}
 
-	loopCtx, stopLoop := context.WithCancel(context.Background())
-	var loopWG sync.WaitGroup
-	loopWG.Go(func() { _ = engine.Run(loopCtx) })
-	steps.add("timeout loop", func(context.Context) error { stopLoop(); loopWG.Wait(); return nil })
+	steps.goLoop("timeout loop", engine.Run)
 
 	ln, err := net.Listen("tcp", o.Addr)
 	if err != nil {
@@ -378,6 +371,15 @@ type shutdownSteps struct {
 func (s *shutdownSteps) add(name string, fn func(context.Context) error) {
 	s.names = append(s.names, name)
 	s.fns = append(s.fns, fn)
+}
+
+// goLoop starts run in a goroutine now and adds the step that stops it and
+// waits for it.
+func (s *shutdownSteps) goLoop(name string, run func(context.Context) error) {
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = run(ctx) }()
+	s.add(name, func(context.Context) error { stop(); <-done; return nil })
 }
 
 func (s *shutdownSteps) run(ctx context.Context, logger *slog.Logger) error {
