@@ -408,22 +408,52 @@ func (e *Engine) FireDue(ctx context.Context) {
 	}
 }
 
+// fire times out one claimed invitation and announces it. The state change
+// and the announcement are two steps, so the deadline is released only
+// after the announcement: an instance that dies in between (even kill -9)
+// leaves the claim to expire, and whichever instance claims it next finds
+// the invitation timed out and announces it again. The event's Once key
+// makes the bus deliver it to each user once, however often it is announced.
 func (e *Engine) fire(ctx context.Context, id string, now time.Time) {
 	out, err := e.store.Apply(ctx, id, Change{Action: ActTimeout, Now: Millis(now), Retention: e.cfg.Retention.Milliseconds()})
+	var inv *Invitation
+	var timedOut []string
 	switch {
 	case err == nil:
-	case errors.Is(err, ErrEnded), errors.Is(err, ErrNotFound), errors.Is(err, ErrNotDue):
-		return // answered, cancelled or fired before us; nothing to say
+		e.timeoutsFired.Inc()
+		e.active.Dec()
+		inv, timedOut = out.Invitation, out.Changed
+	case errors.Is(err, ErrEnded):
+		// Answered or cancelled before the deadline, or timed out by an
+		// instance that may not have lived to announce it.
+		inv, err = e.store.Get(ctx, id, Millis(now))
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			e.storeErr("timeout", err)
+			return // claimed again after the lease
+		}
+		if inv != nil {
+			for _, u := range inv.Invitees {
+				if inv.States[u] == StateTimeout {
+					timedOut = append(timedOut, u)
+				}
+			}
+		}
+	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, ErrNotDue):
+		return // a clock behind the claimer's: claimed again later
 	default:
 		e.storeErr("timeout", err)
 		e.log.Warn("firing a timeout failed; it is retried after the claim lease", "inviteID", id, "err", err)
 		return
 	}
-	e.timeoutsFired.Inc()
-	e.active.Dec()
-	inv := out.Invitation
-	e.pub.Publish(ctx, Event{
-		Kind: EvTimeout, InviteID: id, InviteeList: out.Changed,
-		To: append([]string{inv.Inviter}, out.Changed...), OnlineUserOnly: inv.OnlineUserOnly,
-	})
+	if len(timedOut) > 0 {
+		e.pub.Publish(ctx, Event{
+			Kind: EvTimeout, InviteID: id, InviteeList: timedOut,
+			To: append([]string{inv.Inviter}, timedOut...), OnlineUserOnly: inv.OnlineUserOnly,
+			Once: "timeout:" + id,
+		})
+	}
+	if err := e.store.ReleaseDeadline(ctx, id); err != nil {
+		e.storeErr("timeout", err) // claimed again after the lease; announced once all the same
+	}
 }

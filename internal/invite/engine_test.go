@@ -258,3 +258,41 @@ func TestInviteChecksInOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestTimeoutOfADeadInstanceIsAnnounced: an instance claimed a deadline and
+// timed the invitation out, then died before announcing it. After the
+// lease another instance announces it, with the key that keeps users from
+// hearing it twice.
+func TestTimeoutOfADeadInstanceIsAnnounced(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newEngine(t)
+		ctx := context.Background()
+		id, _ := f.e.Invite(ctx, alice, invite.InviteRequest{Invitees: []string{"bob"}, Timeout: 5})
+		time.Sleep(5 * time.Second)
+		// The instance that died: it claims and fires, and that is all.
+		now := time.Now().UnixMilli()
+		if ids, _ := f.store.ClaimDue(ctx, now, invite.DefaultConfig().ClaimLease, 10); !slices.Equal(ids, []string{id}) {
+			t.Fatalf("claim %v", ids)
+		}
+		if _, err := f.store.Apply(ctx, id, invite.Change{Action: invite.ActTimeout, Now: now, Retention: 60_000}); err != nil {
+			t.Fatal(err)
+		}
+		runLoop(t, f.e)
+		time.Sleep(invite.DefaultConfig().ClaimLease - time.Millisecond)
+		synctest.Wait()
+		if k := f.rec.kinds(); len(k) != 1 {
+			t.Fatalf("announced within the lease: %v", k)
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		ev := f.rec.last()
+		if ev.Kind != invite.EvTimeout || ev.InviteID != id || !slices.Equal(ev.InviteeList, []string{"bob"}) || ev.Once != "timeout:"+id {
+			t.Fatalf("after the lease: %+v", ev)
+		}
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		if n := len(f.rec.kinds()); n != 2 {
+			t.Fatalf("announced %d times in all, want once", n-1)
+		}
+	})
+}

@@ -36,6 +36,10 @@ type Event struct {
 	// OnlineUserOnly marks events of invitations sent with onlineUserOnly:
 	// they reach only connections that are live now and are never kept.
 	OnlineUserOnly bool
+	// Once, when set, makes each user receive the event at most once however
+	// often it is published: a timeout may be announced again by another
+	// instance when the first one died before it could release the deadline.
+	Once string
 }
 
 // Publisher delivers events to users' live connections, on every instance,

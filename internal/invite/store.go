@@ -21,9 +21,11 @@ type Store interface {
 	// Apply performs one transition atomically, exactly as the function
 	// Apply would on the stored invitation at ch.Now, and stores the result.
 	// Concurrent Apply calls on one invitation are serialised, so of two
-	// racing changes to one invitee exactly one succeeds. An ActTimeout that
-	// succeeds, or finds the invitation ended or gone, also forgets its
-	// deadline. Errors: ErrNotFound, ErrForbidden, ErrEnded, ErrNotDue.
+	// racing changes to one invitee exactly one succeeds. A change that ends
+	// the invitation forgets its deadline, except ActTimeout: the timeout
+	// loop releases it once the timeout is announced, so that an instance
+	// that dies in between leaves it to be claimed again after the lease.
+	// Errors: ErrNotFound, ErrForbidden, ErrEnded, ErrNotDue.
 	Apply(ctx context.Context, id string, ch Change) (Outcome, error)
 
 	// Get returns the invitation as it is at now. Errors: ErrNotFound (never
@@ -41,4 +43,8 @@ type Store interface {
 	// claimer that dies before Apply(ActTimeout) leaves the deadline to
 	// reappear after the lease.
 	ClaimDue(ctx context.Context, now int64, lease time.Duration, max int) ([]string, error)
+
+	// ReleaseDeadline forgets an invitation's deadline for good: its
+	// timeout has been announced, or it ended otherwise.
+	ReleaseDeadline(ctx context.Context, id string) error
 }

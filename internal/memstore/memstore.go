@@ -7,7 +7,6 @@ import (
 	"cmp"
 	"container/heap"
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -81,9 +80,6 @@ func (s *Store) Apply(_ context.Context, id string, ch invite.Change) (invite.Ou
 	defer s.mu.Unlock()
 	inv := s.invs[id]
 	out, err := invite.Apply(inv, ch)
-	if ch.Action == invite.ActTimeout && !errors.Is(err, invite.ErrNotDue) {
-		delete(s.deadlines, id)
-	}
 	if err != nil {
 		return invite.Outcome{}, fmt.Errorf("%s %s: %w", ch.Action, id, err)
 	}
@@ -93,7 +89,9 @@ func (s *Store) Apply(_ context.Context, id string, ch invite.Change) (invite.Ou
 		s.unindex(u, id)
 	}
 	if out.Ended {
-		delete(s.deadlines, id)
+		if ch.Action != invite.ActTimeout { // a timeout keeps it until announced
+			delete(s.deadlines, id)
+		}
 		heap.Push(&s.expiryQ, timed{next.Expires, id})
 	}
 	return invite.Outcome{Invitation: next.Clone(), Changed: out.Changed, Ended: out.Ended}, nil
@@ -130,6 +128,14 @@ func (s *Store) PendingFor(_ context.Context, user string, now int64) ([]*invite
 		return cmp.Or(cmp.Compare(a.CreatedAt, b.CreatedAt), cmp.Compare(a.ID, b.ID))
 	})
 	return out, nil
+}
+
+// ReleaseDeadline implements invite.Store.
+func (s *Store) ReleaseDeadline(_ context.Context, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.deadlines, id)
+	return nil
 }
 
 // ClaimDue implements invite.Store. It also reclaims the memory of dropped

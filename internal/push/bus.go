@@ -26,6 +26,11 @@ type Envelope struct {
 	InviteID string
 	Except   Origin
 	Kind     string // the event's name, for metrics
+	// Once, when set, is a key unique to this event: each user receives it at
+	// most once, however often it is published. A timeout announced again
+	// by another instance, because the first announcer died before it could
+	// say it had finished, is not delivered twice.
+	Once string
 }
 
 // Bus carries events to the live connections of their users on every

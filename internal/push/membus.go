@@ -37,6 +37,7 @@ type userLog struct {
 	trimmed uint64 // highest seq no longer kept (0: none dropped)
 	events  []keptEvent
 	rung    map[string]uint64 // inviteID → seq of its onReceiveNewInvitation
+	once    map[string]bool   // Envelope.Once keys already published to this user
 	touched time.Time
 }
 
@@ -85,12 +86,18 @@ func (b *MemBus) Publish(_ context.Context, env Envelope) ([]bool, error) {
 		st := b.stripe(u)
 		st.mu.Lock()
 		frame := env.Frame
-		if env.Keep {
-			l := st.logs[u]
-			if l == nil {
-				l = &userLog{rung: make(map[string]uint64)}
-				st.logs[u] = l
+		if env.Once != "" {
+			l := st.log(u)
+			if l.once[env.Once] {
+				st.mu.Unlock()
+				online[i] = true // published before, and pushed then if need be
+				continue
 			}
+			l.once[env.Once] = true
+			l.touched = b.now()
+		}
+		if env.Keep {
+			l := st.log(u)
 			l.seq++
 			frame = WithEventID(env.Frame, b.id(l.seq))
 			l.events = append(l.events, keptEvent{l.seq, frame})
@@ -108,6 +115,16 @@ func (b *MemBus) Publish(_ context.Context, env Envelope) ([]bool, error) {
 		st.mu.Unlock()
 	}
 	return online, nil
+}
+
+// log returns u's log, made if need be. Called with mu held.
+func (st *memStripe) log(u string) *userLog {
+	l := st.logs[u]
+	if l == nil {
+		l = &userLog{rung: make(map[string]uint64), once: make(map[string]bool)}
+		st.logs[u] = l
+	}
+	return l
 }
 
 // Watch implements Bus: the local hub already receives everything.

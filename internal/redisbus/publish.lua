@@ -9,17 +9,22 @@
 -- KEYS[3]  the user's shard channel. Not a key, but named here so that
 --          Redis Cluster checks that it shares the keys' slot, which
 --          SPUBLISH from a script requires.
--- ARGV[1]  how many events to keep
+-- ARGV[1]  how many events to keep; 0: this event is not kept (no eventID)
 -- ARGV[2]  retention (ms): the stream and the hash expire this long after
 --          the newest event
 -- ARGV[3]  inviteID whose ringing this event is, or ""
 -- ARGV[4]  the message header: "<origin node>\n<origin session>\n<kind>"
 -- ARGV[5]  the frame
+-- ARGV[6]  a key unique to this event, or "": an event with a key reaches
+--          the user at most once however often it is published (a timeout
+--          announced again because its first announcer died)
 --
 -- Returns SPUBLISH's count: how many subscriptions (instances watching the
--- user) the message reached.
+-- user) the message reached; -1 when the event was published to this user
+-- before.
 
 local keep = tonumber(ARGV[1])
+local once = ARGV[6]
 
 local function parse(id)
   local ms, seq = string.match(id, '^(%d+)-(%d+)$')
@@ -39,23 +44,47 @@ local function older(a, b)
   return ams < bms or (ams == bms and aseq < bseq)
 end
 
--- Trim with XDEL, not XADD MAXLEN: Redis 7.0 records the newest dropped ID as
--- the stream's max-deleted-entry-id only for XDEL, and replay.lua needs it.
-local over = redis.call('XLEN', KEYS[1]) - keep + 1
-if over > 0 then
-  for _, e in ipairs(redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', over)) do
-    redis.call('XDEL', KEYS[1], e[1])
-  end
+if once ~= '' and redis.call('HEXISTS', KEYS[2], 'once:' .. once) == 1 then
+  return -1
 end
-local id = pad(redis.call('XADD', KEYS[1], '*', 'f', ARGV[5]))
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
 
+local id = ''
+if keep > 0 then
+  -- Trim with XDEL, not XADD MAXLEN: Redis 7.0 records the newest dropped ID
+  -- as the stream's max-deleted-entry-id only for XDEL, and replay.lua needs it.
+  local over = redis.call('XLEN', KEYS[1]) - keep + 1
+  if over > 0 then
+    for _, e in ipairs(redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', over)) do
+      redis.call('XDEL', KEYS[1], e[1])
+    end
+  end
+  id = pad(redis.call('XADD', KEYS[1], '*', 'f', ARGV[5]))
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+
+-- The hash maps inviteIDs (and once-keys) to the eventID they were sent
+-- under; a once-key of an event not kept gets the newest kept event's ID, or
+-- the smallest ID, so that the trimming below ages it like the others.
+local fields = {}
 if ARGV[3] ~= '' then
-  redis.call('HSET', KEYS[2], ARGV[3], id)
+  fields[#fields + 1] = ARGV[3]
+end
+if once ~= '' then
+  fields[#fields + 1] = 'once:' .. once
+end
+if #fields > 0 then
+  local value = id
+  if value == '' then
+    local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
+    value = newest and pad(newest[1]) or '0000000000000-0000000000'
+  end
+  for _, f in ipairs(fields) do
+    redis.call('HSET', KEYS[2], f, value)
+  end
   redis.call('PEXPIRE', KEYS[2], ARGV[2])
-  -- Forget invitations rung before the oldest kept event, now and then
-  -- rather than on every call, so that the hash stays small.
-  if redis.call('HLEN', KEYS[2]) > 2 * keep then
+  -- Forget what was sent before the oldest kept event, now and then rather
+  -- than on every call, so that the hash stays small.
+  if keep > 0 and redis.call('HLEN', KEYS[2]) > 2 * keep then
     local oldest = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1][1]
     local rung = redis.call('HGETALL', KEYS[2])
     for i = 1, #rung, 2 do

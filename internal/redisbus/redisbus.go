@@ -250,12 +250,16 @@ func (b *Bus) Publish(ctx context.Context, env push.Envelope) ([]bool, error) {
 	}
 	header := env.Except.Node + "\n" + strconv.FormatUint(env.Except.Session, 10) + "\n" + env.Kind
 	keys := func(u string) []string { return []string{b.streamKey(u), b.rungKey(u), b.channel(u)} }
-	args := []any{b.keep, b.retain, env.InviteID, header, env.Frame}
+	keep := 0
+	if env.Keep {
+		keep = b.keep
+	}
+	args := []any{keep, b.retain, env.InviteID, header, env.Frame, env.Once}
 
 	cmds := make([]redis.Cmder, len(env.Users))
 	pipe := b.c.Pipeline()
 	for i, u := range env.Users {
-		if env.Keep {
+		if env.Keep || env.Once != "" {
 			cmds[i] = pipe.EvalSha(ctx, publishScript.Hash(), keys(u), args...)
 		} else {
 			cmds[i] = pipe.SPublish(ctx, b.channel(u), "\n"+header+"\n"+string(env.Frame))
@@ -291,7 +295,7 @@ func (b *Bus) Publish(ctx context.Context, env push.Envelope) ([]bool, error) {
 		if err != nil {
 			return nil, unavailable("publish", err)
 		}
-		online[i] = n > 0
+		online[i] = n > 0 || n == -1 // -1: published before, and pushed then if need be
 	}
 	return online, nil
 }

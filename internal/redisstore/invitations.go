@@ -150,12 +150,6 @@ func (s *Store) Apply(ctx context.Context, id string, ch invite.Change) (invite.
 	if status < 0 {
 		return invite.Outcome{}, fmt.Errorf("redisstore: %s: malformed script reply %v", op, res)
 	}
-	if ch.Action == invite.ActTimeout && (status == statusOK || status == statusEnded || status == statusNotFound) {
-		// The deadline is handled: forget it. Should this fail, the
-		// deadline is claimed again after the lease and the timeout then
-		// finds the invitation ended, so the error can be ignored.
-		_ = s.c.ZRem(ctx, s.deadlinesKey(), id).Err()
-	}
 	if status != statusOK {
 		return invite.Outcome{}, fmt.Errorf("redisstore: %s: %w", op, statusErr(status))
 	}
@@ -273,6 +267,14 @@ func (s *Store) PendingFor(ctx context.Context, user string, now int64) ([]*invi
 		return cmp.Or(cmp.Compare(a.CreatedAt, b.CreatedAt), cmp.Compare(a.ID, b.ID))
 	})
 	return out, nil
+}
+
+// ReleaseDeadline implements invite.Store.
+func (s *Store) ReleaseDeadline(ctx context.Context, id string) error {
+	if err := s.c.ZRem(ctx, s.deadlinesKey(), id).Err(); err != nil {
+		return unavailable("release deadline "+id, err)
+	}
+	return nil
 }
 
 // ClaimDue implements invite.Store.

@@ -34,6 +34,7 @@ func (p *Publisher) Publish(ctx context.Context, ev invite.Event) []bool {
 		Keep:   !ev.OnlineUserOnly,
 		Except: push.Origin{Node: p.node, Session: ev.ExceptSession},
 		Kind:   string(ev.Kind),
+		Once:   ev.Once,
 	}
 	if ev.Kind == invite.EvNewInvitation {
 		env.InviteID = ev.InviteID

@@ -48,6 +48,7 @@ func Run(t *testing.T, newFactory func(t *testing.T) NewNodeFunc) {
 	t.Run("Trim", func(t *testing.T) { testTrim(t, newFactory(t)) })
 	t.Run("DeliveryOrderAndExcept", func(t *testing.T) { testDelivery(t, newFactory(t)) })
 	t.Run("RungAs", func(t *testing.T) { testRungAs(t, newFactory(t)) })
+	t.Run("Once", func(t *testing.T) { testOnce(t, newFactory(t)) })
 	t.Run("AcrossInstances", func(t *testing.T) { testAcross(t, newFactory(t)) })
 }
 
@@ -281,6 +282,37 @@ func testRungAs(t *testing.T, f NewNodeFunc) {
 	got, err := n.Bus.RungAs(ctx, "bob", []string{"inv0", "inv1"})
 	if err != nil || !slices.Equal(got, []string{"", bobID}) {
 		t.Fatalf("RungAs = %v, %v; want [\"\" %s]", got, err, bobID)
+	}
+}
+
+// testOnce: an event with a once-key published twice (a timeout announced
+// again by another instance) reaches each user once, kept or not.
+func testOnce(t *testing.T, f NewNodeFunc) {
+	ctx := context.Background()
+	n := mustNode(t, f)
+	phone := NewSink()
+	watch(t, n, "bob", phone)
+	for _, keep := range []bool{true, false} {
+		e := env([]string{"bob", "carol"}, 1, keep)
+		e.Once = fmt.Sprintf("timeout:inv-%v", keep)
+		for range 2 {
+			online, err := n.Bus.Publish(ctx, e)
+			if err != nil || !online[0] {
+				t.Fatalf("Publish: %v, %v", online, err)
+			}
+		}
+	}
+	// A later event shows that nothing more is on its way.
+	if _, err := n.Bus.Publish(ctx, env([]string{"bob"}, 2, true)); err != nil {
+		t.Fatal(err)
+	}
+	got := phone.WaitFor(t, 3)
+	if len(got) != 3 || parse(t, got[2]).N != 2 {
+		t.Fatalf("bob got %d frames (%q), want the two once-events once each and then the marker", len(got), got)
+	}
+	last, _ := n.Bus.Last(ctx, "carol")
+	if last == "" {
+		t.Fatal("the kept once-event was not kept for carol")
 	}
 }
 
