@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -164,7 +165,15 @@ func Start(ctx context.Context, o Options, logger *slog.Logger, reg prometheus.R
 	if node == "" {
 		node = rand.Text()[:12]
 	}
-	bus, err := openBus(o, store, hub, node, logger)
+	// The bus exists before the server; the server that receives its gap
+	// reports is filled in once made.
+	var gapTo atomic.Pointer[server.Server]
+	onGap := func(users []string) {
+		if s := gapTo.Load(); s != nil {
+			s.Reconnect(users)
+		}
+	}
+	bus, err := openBus(o, store, hub, node, logger, onGap)
 	if err != nil {
 		return fail(err)
 	}
@@ -185,6 +194,7 @@ func Start(ctx context.Context, o Options, logger *slog.Logger, reg prometheus.R
 	if err != nil {
 		return fail(err)
 	}
+	gapTo.Store(srv)
 
 	steps.goLoop("timeout loop", engine.Run)
 
@@ -282,14 +292,14 @@ type runningBus interface {
 
 // openBus returns the event bus of the store: in memory for the embedded
 // store, Redis sharded Pub/Sub and streams when instances share a Redis.
-func openBus(o Options, store closingBackend, hub *push.Hub, node string, logger *slog.Logger) (runningBus, error) {
+func openBus(o Options, store closingBackend, hub *push.Hub, node string, logger *slog.Logger, onGap func([]string)) (runningBus, error) {
 	rb, ok := store.(redisBackend)
 	if !ok {
 		return push.NewMemBus(hub, o.EventsKept, o.EventsRetention, nil), nil
 	}
 	return redisbus.New(redisbus.Options{
 		Client: rb.client, Prefix: o.RedisPrefix, Node: node, Hub: hub,
-		Keep: o.EventsKept, Retention: o.EventsRetention, Logger: logger,
+		Keep: o.EventsKept, Retention: o.EventsRetention, Logger: logger, OnGap: onGap,
 	})
 }
 

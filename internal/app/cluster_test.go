@@ -1,13 +1,18 @@
 package app_test
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/coder/websocket"
+	"github.com/redis/go-redis/v9"
+
 	"github.com/signald/signald/internal/app"
 	"github.com/signald/signald/internal/protocol"
+	"github.com/signald/signald/internal/redistest"
 )
 
 // startInstances starts n daemons sharing one Redis and key prefix, as
@@ -187,5 +192,54 @@ func TestTimeoutsOnceAcrossInstances(t *testing.T) {
 	}
 	if fired != n {
 		t.Fatalf("timeouts fired %v times over the instances, want %d", fired, n)
+	}
+}
+
+// TestPubSubDropMakesClientsResume: when an instance's Pub/Sub connection
+// to Redis breaks, events published meanwhile are kept but not delivered
+// live; once it is restored the instance closes its clients' connections
+// (1012) so that they resume, and they get what they missed.
+func TestPubSubDropMakesClientsResume(t *testing.T) {
+	o := redisOptions(t)
+	// A Redis of this test's own: killing Pub/Sub connections on the shared
+	// one would disturb the other packages' tests.
+	addr, _ := redistest.StartServer(t)
+	o.RedisURL = "redis://" + addr
+	ds := startInstances(t, o, 2)
+	alice, bob := ds[0].login("alice"), ds[1].login("bob")
+	id := invite(t, alice, map[string]any{"invitee": "bob", "data": ""})
+	rung := expectEvent(t, bob, "onReceiveNewInvitation", id)
+
+	killer := redis.NewClient(&redis.Options{Addr: addr})
+	defer killer.Close()
+	if err := killer.Do(context.Background(), "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
+		t.Fatal(err)
+	}
+	mustCall(t, alice, protocol.OpCancel, map[string]any{"inviteID": id, "data": "while away"})
+	// bob is either told live (if the subscription came back first) and
+	// then asked to resume, or only asked to resume: either way he ends up
+	// with the cancel.
+	expectClosedAfter(t, bob, int(websocket.StatusServiceRestart))
+	bob, data := ds[1].loginResume("bob", rung.EventID)
+	if data["recovered"] != true {
+		t.Fatalf("resume after the gap: %v", data)
+	}
+	if f := expectEvent(t, bob, "onInvitationCancelled", id); f.EventData() != "while away" {
+		t.Fatalf("replayed %+v", f)
+	}
+}
+
+// expectClosedAfter skips whatever frames come before the close.
+func expectClosedAfter(t *testing.T, c *clientT, code int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	for {
+		if _, err := c.Next(ctx); err != nil {
+			break
+		}
+	}
+	if got := int(c.CloseStatus()); got != code {
+		t.Fatalf("close status %d (%v), want %d", got, c.Err(), code)
 	}
 }

@@ -90,6 +90,12 @@ type Options struct {
 	Retention time.Duration
 	// Logger reports subscription trouble; nil discards.
 	Logger *slog.Logger
+	// OnGap, when set, is called (from Run's goroutine; it must not block)
+	// after a broken subscription connection has been restored, with the
+	// users watched on it: events published to them while it was down were
+	// kept but not delivered live here, so their connections should resume
+	// (signald closes them with 1012; clients log in again with lastEventID).
+	OnGap func(users []string)
 }
 
 func (o *Options) validate() error {
@@ -142,6 +148,7 @@ type Bus struct {
 	keep    int
 	retain  int64 // ms
 	log     *slog.Logger
+	onGap   func(users []string)
 
 	// pingEvery is how often a subscription connection is pinged; one
 	// silent for three times as long is dropped and made again.
@@ -177,6 +184,7 @@ func New(o Options) (*Bus, error) {
 		keep:      o.Keep,
 		retain:    o.Retention.Milliseconds(),
 		log:       o.Logger,
+		onGap:     o.OnGap,
 		pingEvery: 5 * time.Second,
 		watches:   make(map[string]*watch),
 		shards:    make(map[*redis.Client]*shard),

@@ -376,11 +376,31 @@ func (b *Bus) receive(ctx context.Context, sh *shard) {
 					if b.cluster != nil {
 						b.reroute(ctx, sh, b.unconfirmed(sh, subscribed))
 					}
+					b.reportGap(sh)
 				}
 			default:
 				sh.resolve(m.Payload, subscribed)
 			}
 		}
+	}
+}
+
+// reportGap tells OnGap which users were watched on sh while its
+// connection was down.
+func (b *Bus) reportGap(sh *shard) {
+	if b.onGap == nil {
+		return
+	}
+	b.mu.Lock()
+	users := make([]string, 0, len(sh.chans))
+	for ch := range sh.chans {
+		if u, ok := b.userOf(ch); ok {
+			users = append(users, u)
+		}
+	}
+	b.mu.Unlock()
+	if len(users) > 0 {
+		b.onGap(users)
 	}
 }
 

@@ -207,6 +207,31 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 }
 
+// Reconnect closes (1012, after the request in flight) every connection of
+// users on this instance, so that their clients log in again and resume
+// from their lastEventID: the bus calls for it when it may have missed
+// events for them (its subscription connection broke and was restored).
+func (s *Server) Reconnect(users []string) {
+	set := make(map[string]bool, len(users))
+	for _, u := range users {
+		set[u] = true
+	}
+	s.mu.Lock()
+	var conns []*conn
+	for c := range s.conns {
+		if c.loggedIn.Load() && set[c.user] {
+			conns = append(conns, c)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.stop(websocket.StatusServiceRestart, "reconnect and resume", true)
+	}
+	if len(conns) > 0 {
+		s.log.Warn("closed connections that may have missed events; their clients resume", "connections", len(conns))
+	}
+}
+
 // Drain turns /readyz to 503 so that load balancers stop sending new
 // connections here, while everything else goes on as before.
 func (s *Server) Drain() {

@@ -3,6 +3,7 @@ package systemtest
 import (
 	"context"
 	"encoding/json"
+	"github.com/coder/websocket"
 	"testing"
 	"time"
 
@@ -51,6 +52,11 @@ type device struct {
 	user string
 	c    *client.Client
 	last string // newest eventID taken with next, or the login's anchor
+	url  string // where it last connected
+	// autoResume: when the server closes the connection with 1012, log in
+	// again at url with lastEventID and go on, as an app does.
+	autoResume bool
+	resumes    int // how often autoResume did so
 }
 
 // login opens a connection to url and logs user in without lastEventID.
@@ -67,6 +73,7 @@ func login(t testing.TB, url, user string) *device {
 func (d *device) connect(url string, lastEventID *string) map[string]any {
 	d.t.Helper()
 	d.c = dial(d.t, url)
+	d.url = url
 	params := map[string]any{"userID": d.user, "userSig": token(d.t, d.user)}
 	if lastEventID != nil {
 		params["lastEventID"] = *lastEventID
@@ -93,12 +100,29 @@ func (d *device) resume(url string) map[string]any {
 	return data
 }
 
+// reconnectIfAsked resumes at d.url when autoResume is on and the server
+// closed the connection with 1012, and reports whether it did.
+func (d *device) reconnectIfAsked() bool {
+	if !d.autoResume || !d.isClosed() || d.c.CloseStatus() != websocket.StatusServiceRestart {
+		return false
+	}
+	d.t.Helper()
+	data := d.resume(d.url)
+	d.resumes++
+	d.t.Logf("%s: closed with 1012; resumed at %s, recovered %v", d.user, d.url, data["recovered"])
+	return true
+}
+
 // call sends a request and waits for its reply.
 func (d *device) call(op string, params map[string]any) *protocol.Frame {
 	d.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
+	d.reconnectIfAsked()
 	f, err := d.c.Call(ctx, op, params)
+	if err != nil && d.reconnectIfAsked() {
+		f, err = d.c.Call(ctx, op, params)
+	}
 	if err != nil {
 		d.t.Fatalf("%s of %s: %v", op, d.user, err)
 	}
@@ -147,6 +171,9 @@ func (d *device) nextWithin(limit time.Duration) (*protocol.Frame, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	f, err := d.c.Next(ctx)
+	for err != nil && d.reconnectIfAsked() {
+		f, err = d.c.Next(ctx)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -26,6 +26,7 @@ func TestRedisSentinel(t *testing.T) {
 	n1, n2 := dep.start("node1"), dep.start("node2")
 	alice := login(t, n1.ws(), "alice")
 	bob := login(t, n2.ws(), "bob")
+	alice.autoResume, bob.autoResume = true, true // as apps do on 1012
 
 	id := alice.invite(map[string]any{"invitee": "bob", "data": "call", "timeout": 30})
 	bob.expectEvent("onReceiveNewInvitation", id)
