@@ -11,9 +11,11 @@ dur=${BENCH_DURATION:-10s}
 conns=${BENCH_CONNS:-15000}
 tmp=$(mktemp -d)
 daemon=""
+daemon2=""
 redis=""
 cleanup() {
 	[ -n "$daemon" ] && kill "$daemon" 2>/dev/null && wait "$daemon" 2>/dev/null || true
+	[ -n "$daemon2" ] && kill "$daemon2" 2>/dev/null && wait "$daemon2" 2>/dev/null || true
 	[ -n "$redis" ] && kill "$redis" 2>/dev/null && wait "$redis" 2>/dev/null || true
 	rm -rf "$tmp"
 }
@@ -98,6 +100,22 @@ for _ in $(seq 1 100); do redis-cli -p "$rport" ping 2>/dev/null | grep -q PONG 
 benchredis="-redis 127.0.0.1:$rport"
 scenarios redis --redis-url "redis://127.0.0.1:$rport" --redis-prefix bench:
 
+echo "two instances on one Redis: callers on one, callees on the other..." >&2
+port2=$(freeport)
+start_daemon --redis-url "redis://127.0.0.1:$rport" --redis-prefix bench2: --node-id a
+daemon1=$daemon
+SIGNALD_ADDR="127.0.0.1:$port2" "$tmp/signald" serve --dev --log-level warn --rate-limit 1000000 --rate-burst 1000000 \
+	--redis-url "redis://127.0.0.1:$rport" --redis-prefix bench2: --node-id b 2>>"$tmp/daemon.log" &
+daemon2=$!
+for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port2/readyz" >/dev/null 2>&1 && break; sleep 0.05; done
+run redis-cross -scenario calls -duration "$dur" -inflight 8 -other-url "ws://127.0.0.1:$port2/v1/ws" $benchredis
+sed -i "s|ws://127.0.0.1:$port2/v1/ws|ws://127.0.0.1:PORT2/v1/ws|g" "$tmp/redis-cross.cmd"
+kill "$daemon2"
+wait "$daemon2" 2>/dev/null || true
+daemon2=""
+daemon=$daemon1
+stop_daemon
+
 echo "Go microbenchmarks..." >&2
 SIGNALD_TEST_REDIS_ADDR="127.0.0.1:$rport" go test -run '^$' -bench . -benchmem -benchtime 1s -count 3 \
 	./internal/protocol ./internal/invite ./internal/redisstore ./internal/redisbus ./internal/app >"$tmp/micro.txt" 2>&1 ||
@@ -133,10 +151,14 @@ SIGNALD_TEST_REDIS_ADDR="127.0.0.1:$rport" go test -run '^$' -bench . -benchmem 
 	echo "| idle connections held | $(field memory-idle 'connections established') | $(field redis-idle 'connections established') |"
 	echo "| server RSS per idle logged-in connection | $(field memory-idle 'RSS per idle connection') | $(field redis-idle 'RSS per idle connection') |"
 	echo
+	echo "Across instances (Redis mode, two instances, every caller on one and every callee on the other):"
+	echo "$(field redis-cross 'call setups per second') call setups; invite → delivery p50 / p99 $(lat redis-cross 'invite → onReceiveNewInvitation' 3) / $(lat redis-cross 'invite → onReceiveNewInvitation' 5) ms;"
+	echo "whole setup p50 / p99 $(lat redis-cross 'setup: invite → onInviteeAccepted' 3) / $(lat redis-cross 'setup: invite → onInviteeAccepted' 5) ms (same machine, same load tool; compare with the Redis-mode column above)."
+	echo
 	for mode in memory redis; do
 		echo "## ${mode} mode"
 		echo
-		for s in calls half mix group idle; do
+		for s in calls half mix group idle cross; do
 			n="$mode-$s"
 			[ -f "$tmp/$n.txt" ] || continue
 			echo "### $n"

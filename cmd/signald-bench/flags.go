@@ -61,6 +61,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 
 	fs.StringVar(&c.Scenario, "scenario", c.Scenario, "what to run: idle, calls or group")
 	fs.StringVar(&c.URL, "url", c.URL, "signald WebSocket endpoint")
+	fs.StringVar(&c.OtherURL, "other-url", "", "a second instance sharing the same Redis: every other connection (the callees) goes there, to measure the cross-instance path; server figures are -url's")
 	fs.StringVar(&c.AdminURL, "admin-url", "", "base URL of the admin API (default: http://host:port of -url)")
 	fs.StringVar(&c.MetricsURL, "metrics-url", "", "server metrics to scrape before and after (default: http://host:port/metrics of -url; \"off\" to skip)")
 	fs.StringVar(&c.Secret, "secret", c.Secret, "HS256 secret to mint userSigs with, signald's --dev secret by default")

@@ -23,7 +23,11 @@ const (
 type Config struct {
 	Scenario string `json:"scenario"`
 
-	URL        string `json:"url"`        // ws://host:port/v1/ws
+	URL string `json:"url"` // ws://host:port/v1/ws
+	// OtherURL, when set, is a second instance of the same deployment: every
+	// other connection (the callees of the calls scenario) goes there, so
+	// that each event crosses instances. Server figures are the first's.
+	OtherURL   string `json:"otherURL,omitempty"`
 	AdminURL   string `json:"adminURL"`   // http://host:port; "" derives it from URL
 	MetricsURL string `json:"metricsURL"` // http://host:port/metrics; "" derives it, "off" disables scraping
 	AdminToken string `json:"-"`

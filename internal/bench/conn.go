@@ -172,7 +172,10 @@ func (e *LoginError) Error() string { return fmt.Sprintf("login: code %d: %s", e
 // about 28,000 ephemeral ports towards one server port, and TIME_WAIT from
 // earlier runs eats into them, so spreading lifts the cap on connections.
 type Dialer struct {
-	URL          string
+	URL string
+	// OtherURL, when set, takes the odd-numbered connections (the callees:
+	// users are numbered caller, callee, caller, ...).
+	OtherURL     string
 	Secret       []byte
 	LoginTimeout time.Duration
 	clients      []*http.Client
@@ -228,7 +231,11 @@ func newTransport(local *net.TCPAddr) *http.Transport {
 func (d *Dialer) Connect(ctx context.Context, index int, user string, h Handler) (*Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.LoginTimeout)
 	defer cancel()
-	ws, _, err := websocket.Dial(ctx, d.URL, &websocket.DialOptions{HTTPClient: d.clients[index%len(d.clients)]})
+	url := d.URL
+	if d.OtherURL != "" && index%2 == 1 {
+		url = d.OtherURL
+	}
+	ws, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: d.clients[index%len(d.clients)]})
 	if err != nil {
 		return nil, err
 	}

@@ -20,6 +20,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	d.OtherURL = cfg.OtherURL
 	p := newProbe(&cfg)
 	defer p.close()
 	r := &Report{
@@ -30,6 +31,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		r.note("connections spread over %d source addresses %s … %s", len(d.SourceAddrs), d.SourceAddrs[0], d.SourceAddrs[len(d.SourceAddrs)-1])
 	} else if cfg.SrcAddrs > 1 {
 		r.note("-src-addrs %d ignored: the target is not an IPv4 loopback address, so connections use the system's source address", cfg.SrcAddrs)
+	}
+	if cfg.OtherURL != "" {
+		r.note("every other connection (the callees) on %s: each event crosses instances; server CPU and RSS are %s's alone", cfg.OtherURL, cfg.URL)
 	}
 	switch cfg.Scenario {
 	case ScenarioIdle:
