@@ -87,10 +87,11 @@ func (c *conn) observe(op string, code int, start time.Time) {
 
 func (c *conn) caller() invite.Caller { return invite.Caller{User: c.user, Session: c.session} }
 
-// login authenticates the connection, registers it with the hub and sends,
-// in this order, the reply, the invitations the user is still pending in,
-// and whatever live events arrived meanwhile. A failed login is answered and
-// the connection closed (1008).
+// login authenticates the connection, registers it with the hub and the
+// bus and sends, in this order, the reply; the events kept after
+// lastEventID (when it resumes) or else the invitations the user is still
+// pending in; and the live events that arrived meanwhile. A failed login is
+// answered and the connection closed (1008).
 func (c *conn) login(ctx context.Context, req *protocol.Request, start time.Time) {
 	user, err := req.String("userID")
 	if err == nil {
