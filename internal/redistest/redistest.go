@@ -232,7 +232,7 @@ func startOnce(bin, dir string, extra []string) (*Server, error) {
 func waitReady(addr string, exited <-chan struct{}) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if err := ping(addr); err == nil {
+		if err := Ping(addr); err == nil {
 			return nil
 		} else if time.Now().After(deadline) {
 			return fmt.Errorf("no answer to PING: %w", err)
@@ -245,7 +245,9 @@ func waitReady(addr string, exited <-chan struct{}) error {
 	}
 }
 
-func ping(addr string) error {
+// Ping sends PING to the Redis at addr over a fresh connection, without
+// go-redis and its retries, and reports whether it answered PONG.
+func Ping(addr string) error {
 	conn, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
 		return err

@@ -1,7 +1,6 @@
 package systemtest
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net"
@@ -15,6 +14,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/signald/signald/internal/redistest"
 )
 
 // redisServer is a redis-server process on a port of its own that stays
@@ -113,34 +114,12 @@ func (r *redisServer) waitPing(limit time.Duration) error {
 		if !r.p.running() {
 			return fmt.Errorf("%w: %s\n%s", errExited, r.p.status(), lastLines(r.p.out.String(), 20))
 		}
-		if last = rawPing(r.addr); last == nil {
+		if last = redistest.Ping(r.addr); last == nil {
 			return nil
 		}
 		time.Sleep(pollEvery)
 	}
 	return fmt.Errorf("no PONG within %v: %v", limit, last)
-}
-
-// rawPing sends PING over a fresh connection, without go-redis and its
-// retries.
-func rawPing(addr string) error {
-	conn, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(time.Second))
-	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
-		return err
-	}
-	line, err := bufio.NewReader(conn).ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if line != "+PONG\r\n" {
-		return fmt.Errorf("PING answered %q", strings.TrimSpace(line))
-	}
-	return nil
 }
 
 // do runs one command on the server, over a connection of its own and
