@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -90,6 +91,9 @@ type Engine struct {
 	now    func() time.Time
 
 	claimFailing bool // owned by Run: the last ClaimDue failed, and that was logged
+
+	doneMu sync.Mutex
+	done   []Unannounced // announced changes the store has not been told of; guarded by doneMu
 
 	timeoutsFired prometheus.Counter
 	active        prometheus.Gauge
@@ -302,8 +306,13 @@ func (e *Engine) change(ctx context.Context, c Caller, id string, act Action, da
 	if err := checkData(data); err != nil {
 		return err
 	}
+	// The change is recorded under a token until its event is published, so
+	// that if this instance dies in between another announces it.
+	now := Millis(e.now())
+	token := rand.Text()
 	out, err := e.store.Apply(ctx, id, Change{
-		Action: act, Actor: c.User, Data: data, Now: Millis(e.now()), Retention: e.cfg.Retention.Milliseconds(),
+		Action: act, Actor: c.User, Data: data, Now: now, Retention: e.cfg.Retention.Milliseconds(),
+		Token: token, AnnounceBy: now + e.cfg.ClaimLease.Milliseconds(),
 	})
 	if err != nil {
 		return e.storeErr(string(act), err)
@@ -311,21 +320,72 @@ func (e *Engine) change(ctx context.Context, c Caller, id string, act Action, da
 	if out.Ended {
 		e.active.Dec()
 	}
-	inv := out.Invitation
-	everyone := append([]string{inv.Inviter}, inv.Invitees...)
-	ev := Event{InviteID: id, Data: data, To: everyone, ExceptSession: c.Session, OnlineUserOnly: inv.OnlineUserOnly}
-	switch act {
+	e.pub.Publish(ctx, changeEvent(id, token, Announcement{Action: act, Actor: c.User, Data: data}, out.Invitation, c.Session))
+	e.doneMu.Lock()
+	e.done = append(e.done, Unannounced{ID: id, Token: token})
+	e.doneMu.Unlock()
+	return nil
+}
+
+// changeEvent is the event of a change to inv: for the inviter and every
+// invitee, but the connection that made it (session; 0 when announced by
+// another instance). Its Once key lets the change be announced again
+// without anyone hearing of it twice.
+func changeEvent(id, token string, a Announcement, inv *Invitation, session uint64) Event {
+	ev := Event{
+		InviteID: id, Data: a.Data, To: append([]string{inv.Inviter}, inv.Invitees...),
+		ExceptSession: session, OnlineUserOnly: inv.OnlineUserOnly, Once: "ann:" + token,
+	}
+	switch a.Action {
 	case ActAccept:
-		ev.Kind, ev.Invitee = EvAccepted, c.User
+		ev.Kind, ev.Invitee = EvAccepted, a.Actor
 	case ActReject:
-		ev.Kind, ev.Invitee = EvRejected, c.User
+		ev.Kind, ev.Invitee = EvRejected, a.Actor
 	case ActCancel:
 		ev.Kind, ev.Inviter = EvCancelled, inv.Inviter
 	case ActModify:
 		ev.Kind = EvModified
 	}
-	e.pub.Publish(ctx, ev)
-	return nil
+	return ev
+}
+
+// announceOverdue tells the store which changes have been announced, and
+// announces the changes other instances recorded but did not live to
+// announce. Run calls it every poll interval.
+func (e *Engine) announceOverdue(ctx context.Context) {
+	e.doneMu.Lock()
+	done := e.done
+	e.done = nil
+	e.doneMu.Unlock()
+	if len(done) > 0 {
+		if err := e.store.Announced(ctx, done); err != nil {
+			e.storeErr("announced", err)
+			return // they are claimed after their lease and found announced
+		}
+	}
+	claimed, err := e.store.ClaimUnannounced(ctx, Millis(e.now()), e.cfg.ClaimLease, 256)
+	if err != nil {
+		e.storeErr("claim", err)
+		return
+	}
+	var finished []Unannounced
+	for _, u := range claimed {
+		inv, err := e.store.Get(ctx, u.ID, Millis(e.now()))
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			e.storeErr("get", err)
+			continue // claimed again after the lease
+		}
+		if inv != nil {
+			if a, ok := inv.Unannounced[u.Token]; ok {
+				e.log.Info("announcing a change another instance made but did not announce", "inviteID", u.ID, "action", a.Action)
+				e.pub.Publish(ctx, changeEvent(u.ID, u.Token, a, inv, 0))
+			}
+		}
+		finished = append(finished, u)
+	}
+	if err := e.store.Announced(ctx, finished); err != nil {
+		e.storeErr("announced", err)
+	}
 }
 
 // Get returns the invitation for getSignalingInfo. Errors: ErrInvalid,
@@ -363,7 +423,8 @@ func (e *Engine) storeErr(op string, err error) error {
 }
 
 // Run fires timeouts until ctx ends: every poll interval it claims the
-// deadlines that are due and times out their invitations. Any number of
+// deadlines that are due and times out their invitations, and announces
+// the changes that instances recorded but did not live to announce. Any number of
 // instances may run it against one store; the claim lease and the atomic
 // transition make each timeout fire once. Run returns nil when ctx ends.
 func (e *Engine) Run(ctx context.Context) error {
@@ -383,6 +444,7 @@ func (e *Engine) Run(ctx context.Context) error {
 // body, exported for tests that drive time themselves; it must not be
 // called concurrently with itself or Run.
 func (e *Engine) FireDue(ctx context.Context) {
+	e.announceOverdue(ctx)
 	const batch = 256
 	for ctx.Err() == nil {
 		now := e.now()

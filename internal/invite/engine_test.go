@@ -296,3 +296,62 @@ func TestTimeoutOfADeadInstanceIsAnnounced(t *testing.T) {
 		}
 	})
 }
+
+// TestChangeOfADeadInstanceIsAnnounced: an instance applied an accept and
+// died before publishing its event. After the lease another instance
+// announces it, once.
+func TestChangeOfADeadInstanceIsAnnounced(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newEngine(t)
+		ctx := context.Background()
+		id, _ := f.e.Invite(ctx, alice, invite.InviteRequest{Invitees: []string{"bob"}, Timeout: 60})
+		now := time.Now().UnixMilli()
+		lease := invite.DefaultConfig().ClaimLease
+		// The instance that died: it recorded and applied the accept, and
+		// that is all.
+		if _, err := f.store.Apply(ctx, id, invite.Change{Action: invite.ActAccept, Actor: "bob", Data: "yes", Now: now,
+			Retention: 60_000, Token: "tok", AnnounceBy: now + lease.Milliseconds()}); err != nil {
+			t.Fatal(err)
+		}
+		runLoop(t, f.e)
+		time.Sleep(lease - time.Millisecond)
+		synctest.Wait()
+		if k := f.rec.kinds(); len(k) != 1 {
+			t.Fatalf("announced within the lease: %v", k)
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		ev := f.rec.last()
+		if ev.Kind != invite.EvAccepted || ev.Invitee != "bob" || ev.Data != "yes" || ev.Once != "ann:tok" ||
+			!slices.Equal(ev.To, []string{"alice", "bob"}) || ev.ExceptSession != 0 {
+			t.Fatalf("after the lease: %+v", ev)
+		}
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		if n := len(f.rec.kinds()); n != 2 {
+			t.Fatalf("announced %d times in all, want once", n-1)
+		}
+	})
+}
+
+// TestAnnouncedChangesAreForgotten: a change announced by the instance that
+// made it is not announced again after the lease.
+func TestAnnouncedChangesAreForgotten(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newEngine(t)
+		runLoop(t, f.e)
+		ctx := context.Background()
+		id, _ := f.e.Invite(ctx, alice, invite.InviteRequest{Invitees: []string{"bob"}, Timeout: 0})
+		if err := f.e.Modify(ctx, alice, id, "v2"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		if k := f.rec.kinds(); !slices.Equal(k, []invite.EventKind{invite.EvNewInvitation, invite.EvModified}) {
+			t.Fatalf("events %v", k)
+		}
+		if inv, err := f.store.Get(ctx, id, time.Now().UnixMilli()); err != nil || inv.Unannounced != nil {
+			t.Fatalf("after an hour: %+v, %v", inv, err)
+		}
+	})
+}

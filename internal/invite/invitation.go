@@ -45,6 +45,18 @@ type Invitation struct {
 	// 0 while the invitation is active.
 	EndedAt int64
 	States  map[string]State
+	// Unannounced holds the changes applied with a Change.Token whose events
+	// are not yet known to have been published, by token; nil when none.
+	// An instance that dies between a change and its announcement leaves the
+	// change here for another instance to announce (Store.ClaimUnannounced).
+	Unannounced map[string]Announcement
+}
+
+// Announcement is a change whose event may not have been published yet.
+type Announcement struct {
+	Action Action
+	Actor  string
+	Data   string
 }
 
 // Active reports whether at least one invitee is still pending.
@@ -64,6 +76,12 @@ func (inv *Invitation) Clone() *Invitation {
 	c.States = make(map[string]State, len(inv.States))
 	for k, v := range inv.States {
 		c.States[k] = v
+	}
+	if inv.Unannounced != nil {
+		c.Unannounced = make(map[string]Announcement, len(inv.Unannounced))
+		for k, v := range inv.Unannounced {
+			c.Unannounced[k] = v
+		}
 	}
 	return &c
 }

@@ -47,4 +47,20 @@ type Store interface {
 	// ReleaseDeadline forgets an invitation's deadline for good: its
 	// timeout has been announced, or it ended otherwise.
 	ReleaseDeadline(ctx context.Context, id string) error
+
+	// ClaimUnannounced returns up to max changes applied with a Token whose
+	// AnnounceBy has passed without Announced, and hides each from other
+	// claimers for lease, as ClaimDue does for deadlines. A claimed change
+	// may no longer be recorded (its Apply failed, or it was announced, or
+	// the invitation is gone): the claimer then just calls Announced.
+	ClaimUnannounced(ctx context.Context, now int64, lease time.Duration, max int) ([]Unannounced, error)
+
+	// Announced forgets the recorded changes: their events are published.
+	Announced(ctx context.Context, done []Unannounced) error
+}
+
+// Unannounced names a change recorded under a token on an invitation.
+type Unannounced struct {
+	ID    string
+	Token string
 }

@@ -25,6 +25,12 @@ type Change struct {
 	// Retention is how long (ms) an invitation stays readable after it ends;
 	// the transition that ends it sets Expires = Now + Retention.
 	Retention int64
+	// Token, when set, records the change in Invitation.Unannounced until
+	// Store.Announced, so that it is announced even if the instance that
+	// made it dies first. AnnounceBy (ms) is when another instance may take
+	// the announcement over; only stores use it.
+	Token      string
+	AnnounceBy int64
 }
 
 // Outcome is what a successful transition did.
@@ -107,6 +113,12 @@ func Apply(inv *Invitation, ch Change) (Outcome, error) {
 		out.Changed = setPending(next, StateTimeout)
 	case ActModify:
 		next.Data = ch.Data
+	}
+	if ch.Token != "" {
+		if next.Unannounced == nil {
+			next.Unannounced = make(map[string]Announcement, 1)
+		}
+		next.Unannounced[ch.Token] = Announcement{Action: ch.Action, Actor: ch.Actor, Data: ch.Data}
 	}
 	if !anyPending(next) {
 		next.EndedAt = ch.Now

@@ -30,6 +30,14 @@ type Store struct {
 	dueQ      timeHeap                       // lazy queue over deadlines; guarded by mu
 	expiryQ   timeHeap                       // lazy queue over invs' Expires; guarded by mu
 	groups    map[string]map[string]struct{} // guarded by mu
+	// announce: recorded changes not yet announced, by token; an entry
+	// is claimable from its time on. Guarded by mu.
+	announce map[string]annEntry
+}
+
+type annEntry struct {
+	id string
+	at int64
 }
 
 // New returns an empty store.
@@ -39,6 +47,7 @@ func New() *Store {
 		pending:   make(map[string]map[string]struct{}),
 		deadlines: make(map[string]int64),
 		groups:    make(map[string]map[string]struct{}),
+		announce:  make(map[string]annEntry),
 	}
 }
 
@@ -78,6 +87,9 @@ func (s *Store) Create(_ context.Context, inv *invite.Invitation) error {
 func (s *Store) Apply(_ context.Context, id string, ch invite.Change) (invite.Outcome, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if ch.Token != "" { // entered whatever the outcome, as redisstore does
+		s.announce[ch.Token] = annEntry{id: id, at: ch.AnnounceBy}
+	}
 	inv := s.invs[id]
 	out, err := invite.Apply(inv, ch)
 	if err != nil {
@@ -128,6 +140,42 @@ func (s *Store) PendingFor(_ context.Context, user string, now int64) ([]*invite
 		return cmp.Or(cmp.Compare(a.CreatedAt, b.CreatedAt), cmp.Compare(a.ID, b.ID))
 	})
 	return out, nil
+}
+
+// ClaimUnannounced implements invite.Store. Entries are few (changes in
+// flight), so a scan serves.
+func (s *Store) ClaimUnannounced(_ context.Context, now int64, lease time.Duration, max int) ([]invite.Unannounced, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []invite.Unannounced
+	for token, e := range s.announce {
+		if len(out) == max {
+			break
+		}
+		if e.at <= now {
+			s.announce[token] = annEntry{id: e.id, at: now + lease.Milliseconds()}
+			out = append(out, invite.Unannounced{ID: e.id, Token: token})
+		}
+	}
+	return out, nil
+}
+
+// Announced implements invite.Store.
+func (s *Store) Announced(_ context.Context, done []invite.Unannounced) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, d := range done {
+		delete(s.announce, d.Token)
+		if inv := s.invs[d.ID]; inv != nil && inv.Unannounced != nil {
+			next := inv.Clone()
+			delete(next.Unannounced, d.Token)
+			if len(next.Unannounced) == 0 {
+				next.Unannounced = nil
+			}
+			s.invs[d.ID] = next
+		}
+	}
+	return nil
 }
 
 // ReleaseDeadline implements invite.Store.

@@ -38,6 +38,7 @@ type userLog struct {
 	events  []keptEvent
 	rung    map[string]uint64 // inviteID → seq of its onReceiveNewInvitation
 	once    map[string]bool   // Envelope.Once keys already published to this user
+	onceQ   []string          // those keys, oldest first: the oldest are forgotten past 2×keep
 	touched time.Time
 }
 
@@ -94,6 +95,15 @@ func (b *MemBus) Publish(_ context.Context, env Envelope) ([]bool, error) {
 				continue
 			}
 			l.once[env.Once] = true
+			l.onceQ = append(l.onceQ, env.Once)
+			if over := len(l.onceQ) - 2*b.keep; over > 0 {
+				// A key only needs to outlive a claim lease (an announcement
+				// made again); every event has one, so keep a bounded few.
+				for _, k := range l.onceQ[:over] {
+					delete(l.once, k)
+				}
+				l.onceQ = append(l.onceQ[:0], l.onceQ[over:]...)
+			}
 			l.touched = b.now()
 		}
 		if env.Keep {

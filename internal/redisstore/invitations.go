@@ -30,6 +30,8 @@ const (
 	fEnded       = "ended"
 	fPending     = "pending"
 	fStatePrefix = "s:"
+	// fAnnouncePrefix + token: a change not yet announced (Change.Token).
+	fAnnouncePrefix = "a:"
 )
 
 // Create implements invite.Store.
@@ -138,8 +140,28 @@ func boolField(b bool) string {
 // Apply implements invite.Store.
 func (s *Store) Apply(ctx context.Context, id string, ch invite.Change) (invite.Outcome, error) {
 	op := string(ch.Action) + " " + id
-	res, err := transitionScript.Run(ctx, s.c, []string{s.invKey(id)},
-		string(ch.Action), ch.Actor, ch.Data, ch.Now, ch.Now+ch.Retention).Slice()
+	keys := []string{s.invKey(id)}
+	args := []any{string(ch.Action), ch.Actor, ch.Data, ch.Now, ch.Now + ch.Retention, ch.Token, ""}
+	var cmd *redis.Cmd
+	if ch.Token != "" {
+		// The recovery entry goes first, in the same round trip on a single
+		// server: a change recorded under the token always has one, and an
+		// entry whose change failed is dropped when it is claimed.
+		args[6] = encodeList([]string{string(ch.Action), ch.Actor, ch.Data})
+		pipe := s.c.Pipeline()
+		pipe.ZAdd(ctx, s.announceKey(), redis.Z{Score: float64(ch.AnnounceBy), Member: id + "\n" + ch.Token})
+		if s.onePipeline {
+			cmd = pipe.EvalSha(ctx, transitionScript.Hash(), keys, args...)
+		}
+		cmds, _ := pipe.Exec(ctx)
+		if err := cmds[0].Err(); err != nil {
+			return invite.Outcome{}, unavailable(op, err)
+		}
+	}
+	if cmd == nil || redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+		cmd = transitionScript.Run(ctx, s.c, keys, args...)
+	}
+	res, err := cmd.Slice()
 	if err != nil {
 		return invite.Outcome{}, unavailable(op, err)
 	}
@@ -269,6 +291,36 @@ func (s *Store) PendingFor(ctx context.Context, user string, now int64) ([]*invi
 	return out, nil
 }
 
+// ClaimUnannounced implements invite.Store with claim.lua, as ClaimDue.
+func (s *Store) ClaimUnannounced(ctx context.Context, now int64, lease time.Duration, max int) ([]invite.Unannounced, error) {
+	members, err := claimScript.Run(ctx, s.c, []string{s.announceKey()}, now, now+lease.Milliseconds(), max).StringSlice()
+	if err != nil {
+		return nil, unavailable("claim unannounced", err)
+	}
+	out := make([]invite.Unannounced, 0, len(members))
+	for _, m := range members {
+		id, token, _ := strings.Cut(m, "\n")
+		out = append(out, invite.Unannounced{ID: id, Token: token})
+	}
+	return out, nil
+}
+
+// Announced implements invite.Store: one pipeline for the whole batch.
+func (s *Store) Announced(ctx context.Context, done []invite.Unannounced) error {
+	if len(done) == 0 {
+		return nil
+	}
+	pipe := s.c.Pipeline()
+	for _, d := range done {
+		pipe.HDel(ctx, s.invKey(d.ID), fAnnouncePrefix+d.Token)
+		pipe.ZRem(ctx, s.announceKey(), d.ID+"\n"+d.Token)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return unavailable("announced", err)
+	}
+	return nil
+}
+
 // ReleaseDeadline implements invite.Store.
 func (s *Store) ReleaseDeadline(ctx context.Context, id string) error {
 	if err := s.c.ZRem(ctx, s.deadlinesKey(), id).Err(); err != nil {
@@ -324,6 +376,16 @@ func decodeInvitation(id string, h map[string]string) (*invite.Invitation, error
 	for k, v := range h {
 		if u, ok := strings.CutPrefix(k, fStatePrefix); ok {
 			inv.States[u] = invite.State(v)
+		} else if token, ok := strings.CutPrefix(k, fAnnouncePrefix); ok {
+			a, err := decodeList(v)
+			if err != nil || len(a) != 3 {
+				errs = append(errs, fmt.Errorf("field %s: %q", k, v))
+				continue
+			}
+			if inv.Unannounced == nil {
+				inv.Unannounced = make(map[string]invite.Announcement)
+			}
+			inv.Unannounced[token] = invite.Announcement{Action: invite.Action(a[0]), Actor: a[1], Data: a[2]}
 		}
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -106,6 +106,10 @@ func (s *Store) invKey(id string) string { return s.prefix + "inv:{" + id + "}" 
 
 func (s *Store) deadlinesKey() string { return s.prefix + "deadlines" }
 
+// announceKey is the sorted set of changes not yet announced (member
+// "<inviteID>\n<token>", score: when another instance may take over).
+func (s *Store) announceKey() string { return s.prefix + "announce" }
+
 func (s *Store) pendingKey(user string) string { return s.prefix + "user:{" + user + "}:pending" }
 
 func (s *Store) groupKey(id string) string { return s.prefix + "group:{" + id + "}" }

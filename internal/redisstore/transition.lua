@@ -10,6 +10,8 @@
 -- ARGV[3]  data, used by modify
 -- ARGV[4]  now (ms since epoch, on signald's clock, never Redis's)
 -- ARGV[5]  now + retention (ms): Expires, should this change end it
+-- ARGV[6]  the change's announcement token, or "" (Change.Token)
+-- ARGV[7]  the announcement to keep under field a:<token> until announced
 --
 -- Returns {status} when the change is refused, or
 -- {0, ended (0 or 1), {changed invitee, ...}, {HGETALL after the change}}.
@@ -101,6 +103,9 @@ elseif #changed > 0 then
 end
 -- Read before moving the expiry: an Expires already past on Redis's clock
 -- deletes the key at once.
+if ARGV[6] ~= '' then
+  redis.call('HSET', key, 'a:' .. ARGV[6], ARGV[7])
+end
 local fields = redis.call('HGETALL', key)
 if ended == 1 then
   redis.call('PEXPIREAT', key, ARGV[5])

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -39,6 +40,7 @@ func Run(t *testing.T, newStore NewFunc) {
 	t.Run("ClaimDue", func(t *testing.T) { testClaimDue(t, newStore(t)) })
 	t.Run("Races", func(t *testing.T) { testRaces(t, newStore(t)) })
 	t.Run("Groups", func(t *testing.T) { testGroups(t, newStore(t)) })
+	t.Run("Announcements", func(t *testing.T) { testAnnouncements(t, newStore(t)) })
 }
 
 var idSeq atomic.Int64
@@ -135,6 +137,8 @@ func testMatchesApply(t *testing.T, s Backend) {
 			}
 			if ch.Action == invite.ActTimeout {
 				ch.Actor, ch.Data = "", ""
+			} else if rng.IntN(2) == 0 {
+				ch.Token, ch.AnnounceBy = fmt.Sprintf("tok%d.%d", round, step), now+1000
 			}
 			want, wantErr := invite.Apply(model, ch)
 			got, gotErr := s.Apply(ctx, model.ID, ch)
@@ -377,6 +381,61 @@ func testRaces(t *testing.T, s Backend) {
 		if err != nil || got.Active() {
 			t.Fatalf("after the race: %+v, %v", got, err)
 		}
+	}
+}
+
+// testAnnouncements: a change applied with a token stays recorded until
+// Announced, and is claimable by another instance once its AnnounceBy has
+// passed, with a lease, as deadlines are.
+func testAnnouncements(t *testing.T, s Backend) {
+	ctx := context.Background()
+	now := nowMs()
+	lease := 5 * time.Second
+	inv := newInvitation(now, "alice", 30, false, "bob", "carol")
+	mustCreate(t, s, inv)
+	by := now + 2000
+	if _, err := s.Apply(ctx, inv.ID, invite.Change{Action: invite.ActAccept, Actor: "bob", Data: "yes\n,:{}", Now: now + 1, Token: "t1", AnnounceBy: by}); err != nil {
+		t.Fatal(err)
+	}
+	// A refused change: its entry is claimable, its token recorded nowhere.
+	if _, err := s.Apply(ctx, inv.ID, invite.Change{Action: invite.ActAccept, Actor: "mallory", Now: now + 1, Token: "t2", AnnounceBy: by}); !errors.Is(err, invite.ErrForbidden) {
+		t.Fatalf("stranger's accept: %v", err)
+	}
+	got, err := s.Get(ctx, inv.ID, now+2)
+	want := map[string]invite.Announcement{"t1": {Action: invite.ActAccept, Actor: "bob", Data: "yes\n,:{}"}}
+	if err != nil || !reflect.DeepEqual(got.Unannounced, want) {
+		t.Fatalf("Unannounced = %+v, %v; want %+v", got.Unannounced, err, want)
+	}
+	claim := func(at int64) []invite.Unannounced {
+		t.Helper()
+		c, err := s.ClaimUnannounced(ctx, at, lease, 10)
+		if err != nil {
+			t.Fatalf("ClaimUnannounced: %v", err)
+		}
+		slices.SortFunc(c, func(a, b invite.Unannounced) int { return strings.Compare(a.Token, b.Token) })
+		return c
+	}
+	if c := claim(by - 1); len(c) != 0 {
+		t.Fatalf("claimed before AnnounceBy: %v", c)
+	}
+	both := []invite.Unannounced{{ID: inv.ID, Token: "t1"}, {ID: inv.ID, Token: "t2"}}
+	if c := claim(by); !slices.Equal(c, both) {
+		t.Fatalf("ClaimUnannounced at AnnounceBy = %v, want %v", c, both)
+	}
+	if c := claim(by + 1); len(c) != 0 {
+		t.Fatalf("claimed again within the lease: %v", c)
+	}
+	if c := claim(by + lease.Milliseconds()); !slices.Equal(c, both) {
+		t.Fatalf("ClaimUnannounced after the lease = %v, want %v", c, both)
+	}
+	if err := s.Announced(ctx, both); err != nil {
+		t.Fatalf("Announced: %v", err)
+	}
+	if got, err := s.Get(ctx, inv.ID, now+3); err != nil || got.Unannounced != nil {
+		t.Fatalf("after Announced: Unannounced = %+v, %v; want none", got.Unannounced, err)
+	}
+	if c := claim(by + 10*lease.Milliseconds()); len(c) != 0 {
+		t.Fatalf("claimed after Announced: %v", c)
 	}
 }
 
