@@ -45,6 +45,10 @@ type conn struct {
 	holdMu  sync.Mutex
 	holding bool     // guarded by holdMu
 	held    [][]byte // guarded by holdMu
+	// lastID is the newest eventID queued here. A kept event is sent only
+	// if its ID is greater: one published just before a resume can arrive
+	// live after the replay that already carried it. Guarded by holdMu.
+	lastID string
 
 	stopOnce  sync.Once
 	quit      chan struct{} // closed by stop
@@ -71,8 +75,8 @@ func (c *conn) Session() uint64 { return c.session }
 // connection whose queue is full is too slow to keep up and is closed (1008).
 func (c *conn) Send(frame []byte) bool {
 	c.holdMu.Lock()
+	defer c.holdMu.Unlock()
 	if c.holding {
-		defer c.holdMu.Unlock()
 		if len(c.held) >= c.srv.cfg.SendQueue {
 			c.stop(websocket.StatusPolicyViolation, "too slow", false)
 			return false
@@ -80,7 +84,12 @@ func (c *conn) Send(frame []byte) bool {
 		c.held = append(c.held, frame)
 		return true
 	}
-	c.holdMu.Unlock()
+	if id := eventIDOf(frame); id != "" {
+		if id <= c.lastID {
+			return true // sent already, by a replay
+		}
+		c.lastID = id
+	}
 	return c.enqueue(frame)
 }
 

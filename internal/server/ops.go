@@ -156,6 +156,9 @@ func (c *conn) login(ctx context.Context, req *protocol.Request, start time.Time
 	c.reply(req.ID, protocol.CodeOK, "", data)
 	c.holdMu.Lock()
 	for _, f := range mergeByEventID(frames, c.held, recovered) {
+		if id := eventIDOf(f); id > c.lastID {
+			c.lastID = id
+		}
 		c.enqueue(f)
 	}
 	c.held, c.holding = nil, false
