@@ -277,24 +277,34 @@ func TestTimeoutOfADeadInstanceIsAnnounced(t *testing.T) {
 		if _, err := f.store.Apply(ctx, id, invite.Change{Action: invite.ActTimeout, Now: now, Retention: 60_000}); err != nil {
 			t.Fatal(err)
 		}
-		runLoop(t, f.e)
-		time.Sleep(invite.DefaultConfig().ClaimLease - time.Millisecond)
-		synctest.Wait()
-		if k := f.rec.kinds(); len(k) != 1 {
-			t.Fatalf("announced within the lease: %v", k)
-		}
-		time.Sleep(time.Second)
-		synctest.Wait()
-		ev := f.rec.last()
+		ev := announcedOnceAfterLease(t, f)
 		if ev.Kind != invite.EvTimeout || ev.InviteID != id || !slices.Equal(ev.InviteeList, []string{"bob"}) || ev.Once != "timeout:"+id {
 			t.Fatalf("after the lease: %+v", ev)
 		}
-		time.Sleep(time.Hour)
-		synctest.Wait()
-		if n := len(f.rec.kinds()); n != 2 {
-			t.Fatalf("announced %d times in all, want once", n-1)
-		}
 	})
+}
+
+// announcedOnceAfterLease runs the timeout loop of f's engine, as the
+// instance that survived one which died mid-way, and requires that it
+// announces nothing within the claim lease, one event just after it, and
+// nothing more in the hour that follows. It returns that event.
+func announcedOnceAfterLease(t *testing.T, f fixture) invite.Event {
+	t.Helper()
+	runLoop(t, f.e)
+	time.Sleep(invite.DefaultConfig().ClaimLease - time.Millisecond)
+	synctest.Wait()
+	if k := f.rec.kinds(); len(k) != 1 {
+		t.Fatalf("announced within the lease: %v", k)
+	}
+	time.Sleep(time.Second)
+	synctest.Wait()
+	ev := f.rec.last()
+	time.Sleep(time.Hour)
+	synctest.Wait()
+	if n := len(f.rec.kinds()); n != 2 {
+		t.Fatalf("announced %d times in all, want once", n-1)
+	}
+	return ev
 }
 
 // TestChangeOfADeadInstanceIsAnnounced: an instance applied an accept and
@@ -313,23 +323,10 @@ func TestChangeOfADeadInstanceIsAnnounced(t *testing.T) {
 			Retention: 60_000, Token: "tok", AnnounceBy: now + lease.Milliseconds()}); err != nil {
 			t.Fatal(err)
 		}
-		runLoop(t, f.e)
-		time.Sleep(lease - time.Millisecond)
-		synctest.Wait()
-		if k := f.rec.kinds(); len(k) != 1 {
-			t.Fatalf("announced within the lease: %v", k)
-		}
-		time.Sleep(time.Second)
-		synctest.Wait()
-		ev := f.rec.last()
+		ev := announcedOnceAfterLease(t, f)
 		if ev.Kind != invite.EvAccepted || ev.Invitee != "bob" || ev.Data != "yes" || ev.Once != "ann:tok" ||
 			!slices.Equal(ev.To, []string{"alice", "bob"}) || ev.ExceptSession != 0 {
 			t.Fatalf("after the lease: %+v", ev)
-		}
-		time.Sleep(time.Hour)
-		synctest.Wait()
-		if n := len(f.rec.kinds()); n != 2 {
-			t.Fatalf("announced %d times in all, want once", n-1)
 		}
 	})
 }
