@@ -100,6 +100,11 @@ func (c *Client) Call(ctx context.Context, op string, params map[string]any) (*p
 	case f := <-ch:
 		return f, nil
 	case <-c.done:
+		select { // the reply may have come just before the close
+		case f := <-ch:
+			return f, nil
+		default:
+		}
 		return nil, fmt.Errorf("connection closed before the reply to %s: %w", op, c.err)
 	case <-ctx.Done():
 		return nil, ctx.Err()
