@@ -217,27 +217,10 @@ func TestKeySlot(t *testing.T) {
 	}
 }
 
-// newInvitation builds an active invitation as the engine would.
+// newInvitation is storetest.NewInvitation with the ID a test names.
 func newInvitation(id string, now int64, inviter string, timeoutSec int, onlineOnly bool, invitees ...string) *invite.Invitation {
-	inv := &invite.Invitation{
-		ID:             id,
-		Inviter:        inviter,
-		Invitees:       invitees,
-		Data:           `{"cmd":"call"}`,
-		Timeout:        timeoutSec,
-		OnlineUserOnly: onlineOnly,
-		CreatedAt:      now,
-		States:         make(map[string]invite.State),
-	}
-	for _, u := range invitees {
-		inv.States[u] = invite.StatePending
-	}
-	if timeoutSec > 0 {
-		inv.Deadline = now + int64(timeoutSec)*1000
-		inv.Expires = inv.Deadline + retention
-	} else {
-		inv.Expires = now + 24*3600*1000
-	}
+	inv := storetest.NewInvitation(now, inviter, timeoutSec, onlineOnly, invitees...)
+	inv.ID = id
 	return inv
 }
 

@@ -45,9 +45,10 @@ func Run(t *testing.T, newStore NewFunc) {
 
 var idSeq atomic.Int64
 
-// newInvitation returns an active invitation created at now, as the engine
-// would build it.
-func newInvitation(now int64, inviter string, timeoutSec int, onlineOnly bool, invitees ...string) *invite.Invitation {
+// NewInvitation returns an active invitation created at now, as the engine
+// would build it, with a fresh ID: for the suite and for store-specific
+// tests.
+func NewInvitation(now int64, inviter string, timeoutSec int, onlineOnly bool, invitees ...string) *invite.Invitation {
 	inv := &invite.Invitation{
 		ID:             fmt.Sprintf("inv-%d-%d", now, idSeq.Add(1)),
 		Inviter:        inviter,
@@ -87,7 +88,7 @@ func nowMs() int64 { return time.Now().UnixMilli() }
 func testCreateGet(t *testing.T, s Backend) {
 	ctx := context.Background()
 	now := nowMs()
-	inv := newInvitation(now, "alice", 30, false, "bob", "carol")
+	inv := NewInvitation(now, "alice", 30, false, "bob", "carol")
 	inv.Data = "with \"quotes\", unicode ✓ and \x00 bytes"
 	mustCreate(t, s, inv)
 	got, err := s.Get(ctx, inv.ID, now+1)
@@ -123,7 +124,7 @@ func testMatchesApply(t *testing.T, s Backend) {
 		if round%2 == 1 {
 			invitees = []string{"bob", "carol", "dave"}
 		}
-		model := newInvitation(base, "alice", timeout, round%4 == 0, invitees...)
+		model := NewInvitation(base, "alice", timeout, round%4 == 0, invitees...)
 		mustCreate(t, s, model)
 		now := base
 		for step := range 8 {
@@ -178,7 +179,7 @@ func testDropped(t *testing.T, s Backend) {
 	ctx := context.Background()
 	now := nowMs()
 	// Never ends, no deadline: dropped at its maximum lifetime, no event.
-	forever := newInvitation(now, "alice", 0, false, "bob")
+	forever := NewInvitation(now, "alice", 0, false, "bob")
 	forever.Expires = now + 10_000
 	mustCreate(t, s, forever)
 	if _, err := s.Get(ctx, forever.ID, now+9_999); err != nil {
@@ -195,7 +196,7 @@ func testDropped(t *testing.T, s Backend) {
 	}
 
 	// Ended: readable for the retention, then gone.
-	inv := newInvitation(now, "alice", 30, false, "bob")
+	inv := NewInvitation(now, "alice", 30, false, "bob")
 	mustCreate(t, s, inv)
 	out, err := s.Apply(ctx, inv.ID, invite.Change{Action: invite.ActReject, Actor: "bob", Now: now + 100, Retention: retention})
 	if err != nil || !out.Ended {
@@ -212,10 +213,10 @@ func testDropped(t *testing.T, s Backend) {
 func testPendingFor(t *testing.T, s Backend) {
 	ctx := context.Background()
 	now := nowMs()
-	first := newInvitation(now, "alice", 30, false, "bob")
-	second := newInvitation(now+1, "carol", 0, false, "bob", "dave")
-	online := newInvitation(now+2, "alice", 30, true, "bob")
-	answered := newInvitation(now+3, "alice", 30, false, "bob")
+	first := NewInvitation(now, "alice", 30, false, "bob")
+	second := NewInvitation(now+1, "carol", 0, false, "bob", "dave")
+	online := NewInvitation(now+2, "alice", 30, true, "bob")
+	answered := NewInvitation(now+3, "alice", 30, false, "bob")
 	for _, inv := range []*invite.Invitation{second, first, online, answered} {
 		mustCreate(t, s, inv)
 	}
@@ -264,8 +265,8 @@ func testClaimDue(t *testing.T, s Backend) {
 	ctx := context.Background()
 	now := nowMs()
 	lease := 5 * time.Second
-	inv := newInvitation(now, "alice", 2, false, "bob")
-	never := newInvitation(now, "alice", 0, false, "bob")
+	inv := NewInvitation(now, "alice", 2, false, "bob")
+	never := NewInvitation(now, "alice", 0, false, "bob")
 	mustCreate(t, s, inv)
 	mustCreate(t, s, never)
 	claim := func(at int64) []string {
@@ -313,7 +314,7 @@ func testClaimDue(t *testing.T, s Backend) {
 	// An invitation answered before its deadline may still be claimed at
 	// the deadline (a store may forget deadlines lazily); its timeout then
 	// finds it ended, and once released it is never claimed again.
-	early := newInvitation(now, "alice", 1, false, "bob")
+	early := NewInvitation(now, "alice", 1, false, "bob")
 	mustCreate(t, s, early)
 	if _, err := s.Apply(ctx, early.ID, invite.Change{Action: invite.ActAccept, Actor: "bob", Now: now + 1, Retention: retention}); err != nil {
 		t.Fatal(err)
@@ -340,7 +341,7 @@ func testRaces(t *testing.T, s Backend) {
 	ctx := context.Background()
 	for range 100 {
 		now := nowMs()
-		inv := newInvitation(now, "alice", 1, false, "bob", "carol")
+		inv := NewInvitation(now, "alice", 1, false, "bob", "carol")
 		mustCreate(t, s, inv)
 		at := inv.Deadline - 1 + int64(rand.IntN(2)) // before or at the deadline
 		changes := []invite.Change{
@@ -391,7 +392,7 @@ func testAnnouncements(t *testing.T, s Backend) {
 	ctx := context.Background()
 	now := nowMs()
 	lease := 5 * time.Second
-	inv := newInvitation(now, "alice", 30, false, "bob", "carol")
+	inv := NewInvitation(now, "alice", 30, false, "bob", "carol")
 	mustCreate(t, s, inv)
 	by := now + 2000
 	if _, err := s.Apply(ctx, inv.ID, invite.Change{Action: invite.ActAccept, Actor: "bob", Data: "yes\n,:{}", Now: now + 1, Token: "t1", AnnounceBy: by}); err != nil {
