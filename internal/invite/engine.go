@@ -315,16 +315,28 @@ func (e *Engine) change(ctx context.Context, c Caller, id string, act Action, da
 		Token: token, AnnounceBy: now + e.cfg.ClaimLease.Milliseconds(),
 	})
 	if err != nil {
+		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrForbidden) || errors.Is(err, ErrEnded) {
+			// Refused, so nothing to announce: drop its recovery entry now
+			// rather than have it claimed and looked up after the lease. On
+			// any other error the change may have happened: recovery decides.
+			e.markAnnounced(id, token)
+		}
 		return e.storeErr(string(act), err)
 	}
 	if out.Ended {
 		e.active.Dec()
 	}
 	e.pub.Publish(ctx, changeEvent(id, token, Announcement{Action: act, Actor: c.User, Data: data}, out.Invitation, c.Session))
+	e.markAnnounced(id, token)
+	return nil
+}
+
+// markAnnounced queues a change for Store.Announced, which Run sends in
+// batches every poll interval.
+func (e *Engine) markAnnounced(id, token string) {
 	e.doneMu.Lock()
 	e.done = append(e.done, Unannounced{ID: id, Token: token})
 	e.doneMu.Unlock()
-	return nil
 }
 
 // changeEvent is the event of a change to inv: for the inviter and every
