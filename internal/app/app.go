@@ -20,7 +20,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/signald/signald/internal/auth"
+	"github.com/signald/signald/internal/bus"
 	"github.com/signald/signald/internal/group"
+	"github.com/signald/signald/internal/hub"
 	"github.com/signald/signald/internal/invite"
 	"github.com/signald/signald/internal/memstore"
 	"github.com/signald/signald/internal/push"
@@ -157,7 +159,7 @@ func Start(ctx context.Context, o Options, logger *slog.Logger, reg prometheus.R
 		return nil, err
 	}
 
-	hub, err := push.NewHub(reg)
+	hb, err := hub.NewHub(reg)
 	if err != nil {
 		return fail(err)
 	}
@@ -173,21 +175,21 @@ func Start(ctx context.Context, o Options, logger *slog.Logger, reg prometheus.R
 			s.Reconnect(users)
 		}
 	}
-	bus, err := openBus(o, store, hub, node, logger, onGap)
+	bs, err := openBus(o, store, hb, node, logger, onGap)
 	if err != nil {
 		return fail(err)
 	}
 	// The bus runs before anything can Watch: its loop confirms subscriptions.
-	steps.goLoop("event bus", bus.Run)
+	steps.goLoop("event bus", bs.Run)
 	engine, err := invite.NewEngine(o.Engine, invite.Deps{
-		Store: store, Groups: store, Publisher: server.NewPublisher(bus, node, logger),
+		Store: store, Groups: store, Publisher: server.NewPublisher(bs, node, logger),
 		Pusher: push.LogPusher{Logger: logger}, Logger: logger, Registry: reg,
 	})
 	if err != nil {
 		return fail(err)
 	}
 	srv, err := server.New(o.Server, server.Deps{
-		Engine: engine, Hub: hub, Bus: bus, Verifier: auth.NewVerifier([]byte(o.JWTSecret), o.JWTLeeway),
+		Engine: engine, Hub: hb, Bus: bs, Verifier: auth.NewVerifier([]byte(o.JWTSecret), o.JWTLeeway),
 		Store: store, Admin: group.NewAdminHandler(store, o.AdminToken, logger),
 		Logger: logger, Registry: reg, Gatherer: gather,
 	})
@@ -284,21 +286,21 @@ func servePprof(addr string, logger *slog.Logger) (func(context.Context) error, 
 	}, nil
 }
 
-// runningBus is a push.Bus with the loop that serves it.
+// runningBus is a bus.Bus with the loop that serves it.
 type runningBus interface {
-	push.Bus
+	bus.Bus
 	Run(ctx context.Context) error
 }
 
 // openBus returns the event bus of the store: in memory for the embedded
 // store, Redis sharded Pub/Sub and streams when instances share a Redis.
-func openBus(o Options, store closingBackend, hub *push.Hub, node string, logger *slog.Logger, onGap func([]string)) (runningBus, error) {
+func openBus(o Options, store closingBackend, hb *hub.Hub, node string, logger *slog.Logger, onGap func([]string)) (runningBus, error) {
 	rb, ok := store.(redisBackend)
 	if !ok {
-		return push.NewMemBus(hub, o.EventsKept, o.EventsRetention, nil), nil
+		return bus.NewMemBus(hb, o.EventsKept, o.EventsRetention, nil), nil
 	}
 	return redisbus.New(redisbus.Options{
-		Client: rb.client, Prefix: o.RedisPrefix, Node: node, Hub: hub,
+		Client: rb.client, Prefix: o.RedisPrefix, Node: node, Hub: hb,
 		Keep: o.EventsKept, Retention: o.EventsRetention, Logger: logger, OnGap: onGap,
 	})
 }

@@ -1,4 +1,4 @@
-// Package redisbus is the push.Bus of signald instances that share a Redis:
+// Package redisbus is the bus.Bus of signald instances that share a Redis:
 // each user's recent events are kept in a Redis stream, and every event is
 // sent over a sharded Pub/Sub channel of the user to the instances that hold
 // a connection of that user.
@@ -59,8 +59,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/signald/signald/internal/push"
+	"github.com/signald/signald/internal/bus"
+	"github.com/signald/signald/internal/hub"
 )
 
 // Defaults of Options.
@@ -79,10 +79,10 @@ type Options struct {
 	// must not contain '{' or '}', which would change the hash tags.
 	Prefix string
 	// Node identifies this instance among those sharing the Redis
-	// (push.Origin.Node). Required; no newline.
+	// (bus.Origin.Node). Required; no newline.
 	Node string
 	// Hub receives the events of the users this instance watches. Required.
-	Hub *push.Hub
+	Hub *hub.Hub
 	// Keep is how many events are kept per user; DefaultKeep when 0.
 	Keep int
 	// Retention is how long a user's events are kept after the newest;
@@ -136,7 +136,7 @@ func (o *Options) validate() error {
 	return nil
 }
 
-// Bus implements push.Bus on Redis. It is safe for concurrent use. Run must
+// Bus implements bus.Bus on Redis. It is safe for concurrent use. Run must
 // be running for Watch to return, and for events to reach the hub.
 type Bus struct {
 	c       redis.UniversalClient
@@ -144,7 +144,7 @@ type Bus struct {
 	cluster *redis.ClusterClient // Options.Client when it is a cluster
 	prefix  string
 	node    string
-	hub     *push.Hub
+	hub     *hub.Hub
 	keep    int
 	retain  int64 // ms
 	log     *slog.Logger
@@ -198,7 +198,7 @@ func New(o Options) (*Bus, error) {
 	return b, nil
 }
 
-var _ push.Bus = (*Bus)(nil)
+var _ bus.Bus = (*Bus)(nil)
 
 func (b *Bus) streamKey(user string) string { return b.prefix + "ev:{u:" + user + "}" }
 
@@ -228,12 +228,12 @@ var (
 )
 
 // unavailable wraps an error of the Redis client so that it matches
-// push.ErrBusUnavailable and still matches what it was.
+// bus.ErrUnavailable and still matches what it was.
 func unavailable(op string, err error) error {
-	return fmt.Errorf("redisbus: %s: %w: %w", op, push.ErrBusUnavailable, err)
+	return fmt.Errorf("redisbus: %s: %w: %w", op, bus.ErrUnavailable, err)
 }
 
-// Ping reports whether Redis answers. Errors wrap push.ErrBusUnavailable.
+// Ping reports whether Redis answers. Errors wrap bus.ErrUnavailable.
 func (b *Bus) Ping(ctx context.Context) error {
 	if err := b.c.Ping(ctx).Err(); err != nil {
 		return unavailable("ping", err)
@@ -241,11 +241,11 @@ func (b *Bus) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Publish implements push.Bus in one round trip: a pipeline of one command
+// Publish implements bus.Bus in one round trip: a pipeline of one command
 // per user, publish.lua for a kept event, else a plain SPUBLISH. A user is
 // online when an instance watches it. Errors reaching Redis wrap
-// push.ErrBusUnavailable; the event may then have gone to some users only.
-func (b *Bus) Publish(ctx context.Context, env push.Envelope) ([]bool, error) {
+// bus.ErrUnavailable; the event may then have gone to some users only.
+func (b *Bus) Publish(ctx context.Context, env bus.Envelope) ([]bool, error) {
 	if n := len(env.Frame); n < 2 || env.Frame[0] != '{' || env.Frame[n-1] != '}' {
 		return nil, errors.New("redisbus: publish: the frame is not a JSON object")
 	}
@@ -308,9 +308,9 @@ func (b *Bus) Publish(ctx context.Context, env push.Envelope) ([]bool, error) {
 	return online, nil
 }
 
-// Replay implements push.Bus with replay.lua: the check that nothing after
+// Replay implements bus.Bus with replay.lua: the check that nothing after
 // `after` was dropped and the read are one step. Errors wrap
-// push.ErrBusUnavailable.
+// bus.ErrUnavailable.
 func (b *Bus) Replay(ctx context.Context, user, after string) ([][]byte, bool, error) {
 	ms, seq, ok := parseID(after)
 	if !ok {
@@ -331,12 +331,12 @@ func (b *Bus) Replay(ctx context.Context, user, after string) ([][]byte, bool, e
 		if !ok || len(frame) < 2 {
 			return nil, false, fmt.Errorf("redisbus: replay: malformed entry %q of %s", raw, b.streamKey(user))
 		}
-		frames = append(frames, push.WithEventID([]byte(frame), id))
+		frames = append(frames, bus.WithEventID([]byte(frame), id))
 	}
 	return frames, true, nil
 }
 
-// Last implements push.Bus. Errors wrap push.ErrBusUnavailable.
+// Last implements bus.Bus. Errors wrap bus.ErrUnavailable.
 func (b *Bus) Last(ctx context.Context, user string) (string, error) {
 	msgs, err := b.c.XRevRangeN(ctx, b.streamKey(user), "+", "-", 1).Result()
 	if err != nil {
@@ -352,7 +352,7 @@ func (b *Bus) Last(ctx context.Context, user string) (string, error) {
 	return id, nil
 }
 
-// RungAs implements push.Bus. Errors wrap push.ErrBusUnavailable.
+// RungAs implements bus.Bus. Errors wrap bus.ErrUnavailable.
 func (b *Bus) RungAs(ctx context.Context, user string, inviteIDs []string) ([]string, error) {
 	out := make([]string, len(inviteIDs))
 	if len(inviteIDs) == 0 {

@@ -20,8 +20,9 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
-	"github.com/signald/signald/internal/push"
-	"github.com/signald/signald/internal/push/bustest"
+	"github.com/signald/signald/internal/bus"
+	"github.com/signald/signald/internal/bus/bustest"
+	"github.com/signald/signald/internal/hub"
 	"github.com/signald/signald/internal/redistest"
 )
 
@@ -60,9 +61,9 @@ func factory(c redis.UniversalClient, prefix string) bustest.NewNodeFunc {
 	var n atomic.Int32
 	return func(t *testing.T) (bustest.Node, bool) {
 		name := "node" + strconv.Itoa(int(n.Add(1)))
-		hub := bustest.NewHub(t)
-		b := startBus(t, Options{Client: c, Prefix: prefix, Node: name, Hub: hub, Keep: bustest.Keep})
-		return bustest.Node{Name: name, Bus: b, Hub: hub}, true
+		hb := bustest.NewHub(t)
+		b := startBus(t, Options{Client: c, Prefix: prefix, Node: name, Hub: hb, Keep: bustest.Keep})
+		return bustest.Node{Name: name, Bus: b, Hub: hb}, true
 	}
 }
 
@@ -162,19 +163,19 @@ func TestResubscribeAfterKillOnCluster(t *testing.T) {
 func testResubscribe(t *testing.T, c redis.UniversalClient, conns int, kill func()) {
 	ctx := context.Background()
 	logs := newLogRecorder()
-	hub := bustest.NewHub(t)
-	b := startBus(t, Options{Client: c, Node: "n1", Hub: hub, Logger: logs.logger()})
+	hb := bustest.NewHub(t)
+	b := startBus(t, Options{Client: c, Node: "n1", Hub: hb, Logger: logs.logger()})
 	sinks := make([]*bustest.Sink, len(users))
 	for i, u := range users {
 		if err := b.Watch(ctx, u); err != nil {
 			t.Fatal(err)
 		}
 		sinks[i] = bustest.NewSink()
-		hub.Register(u, sinks[i])
+		hb.Register(u, sinks[i])
 	}
 	publish := func(n int) {
 		t.Helper()
-		online, err := b.Publish(ctx, push.Envelope{Users: users, Frame: fmt.Appendf(nil, `{"event":"e","n":%d}`, n), Keep: true, Kind: "e"})
+		online, err := b.Publish(ctx, bus.Envelope{Users: users, Frame: fmt.Appendf(nil, `{"event":"e","n":%d}`, n), Keep: true, Kind: "e"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -214,16 +215,16 @@ func TestSilentConnection(t *testing.T) {
 	t.Cleanup(func() { viaProxy.Close() })
 
 	logs := newLogRecorder()
-	hub := bustest.NewHub(t)
-	a := startBus(t, Options{Client: viaProxy, Prefix: prefix, Node: "a", Hub: hub, Logger: logs.logger()},
+	hb := bustest.NewHub(t)
+	a := startBus(t, Options{Client: viaProxy, Prefix: prefix, Node: "a", Hub: hb, Logger: logs.logger()},
 		func(b *Bus) { b.pingEvery = 100 * time.Millisecond })
 	b := startBus(t, Options{Client: direct, Prefix: prefix, Node: "b", Hub: bustest.NewHub(t)})
 	sink := bustest.NewSink()
 	if err := a.Watch(ctx, "bob"); err != nil {
 		t.Fatal(err)
 	}
-	hub.Register("bob", sink)
-	env := push.Envelope{Users: []string{"bob"}, Frame: []byte(`{"event":"e"}`), Keep: true, Kind: "e"}
+	hb.Register("bob", sink)
+	env := bus.Envelope{Users: []string{"bob"}, Frame: []byte(`{"event":"e"}`), Keep: true, Kind: "e"}
 	if _, err := b.Publish(ctx, env); err != nil {
 		t.Fatal(err)
 	}
@@ -249,14 +250,14 @@ func TestRedisRestarted(t *testing.T) {
 	c := redis.NewClient(&redis.Options{Addr: px.addr})
 	t.Cleanup(func() { c.Close() })
 	logs := newLogRecorder()
-	hub := bustest.NewHub(t)
-	b := startBus(t, Options{Client: c, Node: "n1", Hub: hub, Logger: logs.logger()})
+	hb := bustest.NewHub(t)
+	b := startBus(t, Options{Client: c, Node: "n1", Hub: hb, Logger: logs.logger()})
 	sink := bustest.NewSink()
 	if err := b.Watch(ctx, "bob"); err != nil {
 		t.Fatal(err)
 	}
-	hub.Register("bob", sink)
-	env := push.Envelope{Users: []string{"bob"}, Frame: []byte(`{"event":"e"}`), Keep: true, Kind: "e"}
+	hb.Register("bob", sink)
+	env := bus.Envelope{Users: []string{"bob"}, Frame: []byte(`{"event":"e"}`), Keep: true, Kind: "e"}
 	if _, err := b.Publish(ctx, env); err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +277,7 @@ func TestRedisRestarted(t *testing.T) {
 }
 
 // TestRedisStopped checks that without Redis the bus fails fast, wrapping
-// push.ErrBusUnavailable, and that Run keeps going without spinning.
+// bus.ErrUnavailable, and that Run keeps going without spinning.
 func TestRedisStopped(t *testing.T) {
 	leaks(t)
 	ctx := context.Background()
@@ -295,8 +296,8 @@ func TestRedisStopped(t *testing.T) {
 	c.AddHook(dialCounter{&dials})
 	t.Cleanup(func() { c.Close() })
 	logs := newLogRecorder()
-	hub := bustest.NewHub(t)
-	b, err := New(Options{Client: c, Node: "n1", Hub: hub, Logger: logs.logger()})
+	hb := bustest.NewHub(t)
+	b, err := New(Options{Client: c, Node: "n1", Hub: hb, Logger: logs.logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,8 +316,8 @@ func TestRedisStopped(t *testing.T) {
 	if err := b.Watch(ctx, "bob"); err != nil {
 		t.Fatal(err)
 	}
-	hub.Register("bob", sink)
-	env := push.Envelope{Users: []string{"bob"}, Frame: []byte(`{"event":"e","n":1}`), Keep: true, InviteID: "i", Kind: "e"}
+	hb.Register("bob", sink)
+	env := bus.Envelope{Users: []string{"bob"}, Frame: []byte(`{"event":"e","n":1}`), Keep: true, InviteID: "i", Kind: "e"}
 	if _, err := b.Publish(ctx, env); err != nil {
 		t.Fatal(err)
 	}
@@ -342,8 +343,8 @@ func TestRedisStopped(t *testing.T) {
 		cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
 		err := call(cctx)
 		ccancel()
-		if !errors.Is(err, push.ErrBusUnavailable) {
-			t.Errorf("%s with Redis stopped: %v; want push.ErrBusUnavailable", name, err)
+		if !errors.Is(err, bus.ErrUnavailable) {
+			t.Errorf("%s with Redis stopped: %v; want bus.ErrUnavailable", name, err)
 		}
 		d := time.Since(start)
 		if d > 2*time.Second {
@@ -401,7 +402,7 @@ func TestScriptsFlushed(t *testing.T) {
 func testScriptsFlushed(t *testing.T, c redis.UniversalClient, flush func() error) {
 	ctx := context.Background()
 	b := startBus(t, Options{Client: c, Node: "n1", Hub: bustest.NewHub(t)})
-	env := push.Envelope{Users: users, Frame: []byte(`{"event":"e"}`), Keep: true, Kind: "e"}
+	env := bus.Envelope{Users: users, Frame: []byte(`{"event":"e"}`), Keep: true, Kind: "e"}
 	var firsts []string
 	for range 2 {
 		if err := flush(); err != nil {
@@ -433,7 +434,7 @@ func TestReplayOfExpiredStream(t *testing.T) {
 	ctx := context.Background()
 	c, prefix := redistest.NewClient(t)
 	b := startBus(t, Options{Client: c, Prefix: prefix, Node: "n1", Hub: bustest.NewHub(t), Keep: 3})
-	env := push.Envelope{Users: []string{"bob"}, Frame: []byte(`{"event":"e"}`), Keep: true, Kind: "e"}
+	env := bus.Envelope{Users: []string{"bob"}, Frame: []byte(`{"event":"e"}`), Keep: true, Kind: "e"}
 	if _, err := b.Publish(ctx, env); err != nil {
 		t.Fatal(err)
 	}
@@ -471,7 +472,7 @@ func TestRungIsBounded(t *testing.T) {
 	const keep = 3
 	b := startBus(t, Options{Client: c, Prefix: prefix, Node: "n1", Hub: bustest.NewHub(t), Keep: keep})
 	for i := range 20 {
-		env := push.Envelope{Users: []string{"bob"}, Frame: []byte(`{"event":"e"}`), Keep: true, InviteID: "inv" + strconv.Itoa(i), Kind: "e"}
+		env := bus.Envelope{Users: []string{"bob"}, Frame: []byte(`{"event":"e"}`), Keep: true, InviteID: "inv" + strconv.Itoa(i), Kind: "e"}
 		if _, err := b.Publish(ctx, env); err != nil {
 			t.Fatal(err)
 		}
@@ -489,15 +490,15 @@ func TestRungIsBounded(t *testing.T) {
 func TestNotKeptCarriesNoEventID(t *testing.T) {
 	ctx := context.Background()
 	c, prefix := redistest.NewClient(t)
-	hub := bustest.NewHub(t)
-	b := startBus(t, Options{Client: c, Prefix: prefix, Node: "n1", Hub: hub})
+	hb := bustest.NewHub(t)
+	b := startBus(t, Options{Client: c, Prefix: prefix, Node: "n1", Hub: hb})
 	s := bustest.NewSink()
 	if err := b.Watch(ctx, "bob"); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Unwatch("bob") })
-	hub.Register("bob", s)
-	if _, err := b.Publish(ctx, push.Envelope{Users: []string{"bob"}, Frame: []byte(`{"event":"e"}`), Kind: "e"}); err != nil {
+	hb.Register("bob", s)
+	if _, err := b.Publish(ctx, bus.Envelope{Users: []string{"bob"}, Frame: []byte(`{"event":"e"}`), Kind: "e"}); err != nil {
 		t.Fatal(err)
 	}
 	if got := s.WaitFor(t, 1); string(got[0]) != `{"event":"e"}` {
@@ -514,7 +515,7 @@ func TestWatchCounts(t *testing.T) {
 	b := startBus(t, Options{Client: c, Prefix: prefix, Node: "n1", Hub: bustest.NewHub(t)})
 	online := func() bool {
 		t.Helper()
-		o, err := b.Publish(ctx, push.Envelope{Users: []string{"bob"}, Frame: []byte(`{}`)})
+		o, err := b.Publish(ctx, bus.Envelope{Users: []string{"bob"}, Frame: []byte(`{}`)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -574,15 +575,15 @@ func TestOptions(t *testing.T) {
 	defer c.Close()
 	ring := redis.NewRing(&redis.RingOptions{})
 	defer ring.Close()
-	hub := bustest.NewHub(t)
+	hb := bustest.NewHub(t)
 	for name, o := range map[string]Options{
-		"no client":    {Node: "n", Hub: hub},
-		"ring":         {Client: ring, Node: "n", Hub: hub},
-		"brace":        {Client: c, Prefix: "a{", Node: "n", Hub: hub},
-		"no node":      {Client: c, Hub: hub},
-		"newline node": {Client: c, Node: "a\nb", Hub: hub},
+		"no client":    {Node: "n", Hub: hb},
+		"ring":         {Client: ring, Node: "n", Hub: hb},
+		"brace":        {Client: c, Prefix: "a{", Node: "n", Hub: hb},
+		"no node":      {Client: c, Hub: hb},
+		"newline node": {Client: c, Node: "a\nb", Hub: hb},
 		"no hub":       {Client: c, Node: "n"},
-		"keep":         {Client: c, Node: "n", Hub: hub, Keep: -1},
+		"keep":         {Client: c, Node: "n", Hub: hb, Keep: -1},
 	} {
 		if _, err := New(o); err == nil {
 			t.Errorf("%s: New succeeded", name)
@@ -594,19 +595,19 @@ func BenchmarkPublish(b *testing.B) {
 	for _, n := range []int{1, 8} {
 		b.Run(fmt.Sprintf("users=%d", n), func(b *testing.B) {
 			c, prefix := redistest.NewClient(b)
-			hub, err := push.NewHub(prometheus.NewRegistry())
+			hb, err := hub.NewHub(prometheus.NewRegistry())
 			if err != nil {
 				b.Fatal(err)
 			}
-			bus := startBus(b, Options{Client: c, Prefix: prefix, Node: "n1", Hub: hub})
-			env := push.Envelope{Frame: []byte(`{"event":"onInviteeAccepted","data":{"inviteID":"0123456789abcdef","invitee":"bob"}}`), Keep: true, Kind: "e"}
+			bb := startBus(b, Options{Client: c, Prefix: prefix, Node: "n1", Hub: hb})
+			env := bus.Envelope{Frame: []byte(`{"event":"onInviteeAccepted","data":{"inviteID":"0123456789abcdef","invitee":"bob"}}`), Keep: true, Kind: "e"}
 			for i := range n {
 				env.Users = append(env.Users, "user"+strconv.Itoa(i))
 			}
 			ctx := context.Background()
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := bus.Publish(ctx, env); err != nil {
+				if _, err := bb.Publish(ctx, env); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -9,7 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/signald/signald/internal/push"
+	"github.com/signald/signald/internal/bus"
+	"github.com/signald/signald/internal/hub"
 	"github.com/signald/signald/internal/redistest"
 )
 
@@ -50,21 +51,21 @@ func BenchmarkRouting(b *testing.B) {
 		}
 		b.Run(fmt.Sprintf("per-user-channels/users=%d", n), func(b *testing.B) {
 			c, prefix := redistest.NewClient(b)
-			hub, err := push.NewHub(prometheus.NewRegistry())
+			hb, err := hub.NewHub(prometheus.NewRegistry())
 			if err != nil {
 				b.Fatal(err)
 			}
-			bus := startBus(b, Options{Client: c, Prefix: prefix, Node: "n1", Hub: hub})
+			bb := startBus(b, Options{Client: c, Prefix: prefix, Node: "n1", Hub: hb})
 			ctx := context.Background()
 			for _, u := range users {
-				if err := bus.Watch(ctx, u); err != nil {
+				if err := bb.Watch(ctx, u); err != nil {
 					b.Fatal(err)
 				}
 			}
-			env := push.Envelope{Users: users, Frame: frame, Keep: true, Kind: "e"}
+			env := bus.Envelope{Users: users, Frame: frame, Keep: true, Kind: "e"}
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := bus.Publish(ctx, env); err != nil {
+				if _, err := bb.Publish(ctx, env); err != nil {
 					b.Fatal(err)
 				}
 			}

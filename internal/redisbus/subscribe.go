@@ -11,8 +11,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/signald/signald/internal/push"
+	"github.com/signald/signald/internal/bus"
 )
 
 // watch is one watched user: its channel and where it is subscribed.
@@ -66,10 +65,10 @@ const (
 	maxBackoff         = 2 * time.Second
 )
 
-// Watch implements push.Bus. The first Watch of a user subscribes to its
+// Watch implements bus.Bus. The first Watch of a user subscribes to its
 // channel and returns once Redis has confirmed it (Run must be running);
 // later ones only count, unless the subscription connection broke since.
-// Errors wrap push.ErrBusUnavailable; the call is then undone.
+// Errors wrap bus.ErrUnavailable; the call is then undone.
 func (b *Bus) Watch(ctx context.Context, user string) error {
 	ch := b.channel(user)
 	b.mu.Lock()
@@ -219,7 +218,7 @@ func (b *Bus) confirm(ctx context.Context, sh *shard, ch string) error {
 	}
 }
 
-// Unwatch implements push.Bus. The last Unwatch of a user unsubscribes
+// Unwatch implements bus.Bus. The last Unwatch of a user unsubscribes
 // from its channel and waits (a little) for Redis to have done so, so that
 // a Publish right after it no longer counts this instance. Unwatch of a
 // user not watched does nothing.
@@ -445,7 +444,7 @@ func (b *Bus) deliver(m *redis.Message) {
 	}
 	var f []byte
 	if id != "" {
-		f = push.WithEventID([]byte(frame), id)
+		f = bus.WithEventID([]byte(frame), id)
 	} else {
 		f = []byte(frame)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/coder/websocket"
 	"golang.org/x/time/rate"
 
+	"github.com/signald/signald/internal/bus"
 	"github.com/signald/signald/internal/protocol"
 )
 
@@ -68,10 +69,10 @@ func newConn(s *Server, ws *websocket.Conn) *conn {
 	}
 }
 
-// Session implements push.Sink.
+// Session implements hub.Sink.
 func (c *conn) Session() uint64 { return c.session }
 
-// Send implements push.Sink: it queues a frame without ever blocking. A
+// Send implements hub.Sink: it queues a frame without ever blocking. A
 // connection whose queue is full is too slow to keep up and is closed (1008).
 func (c *conn) Send(frame []byte) bool {
 	c.holdMu.Lock()
@@ -84,7 +85,7 @@ func (c *conn) Send(frame []byte) bool {
 		c.held = append(c.held, frame)
 		return true
 	}
-	if id := eventIDOf(frame); id != "" {
+	if id := bus.EventIDOf(frame); id != "" {
 		if id <= c.lastID {
 			return true // sent already, by a replay
 		}

@@ -4,7 +4,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/signald/signald/internal/push"
+	"github.com/signald/signald/internal/bus"
 )
 
 func frames(ids ...string) [][]byte {
@@ -12,7 +12,7 @@ func frames(ids ...string) [][]byte {
 	for _, id := range ids {
 		f := []byte(`{"event":"e"}`)
 		if id != "-" {
-			f = push.WithEventID(f, id)
+			f = bus.WithEventID(f, id)
 		}
 		out = append(out, f)
 	}
@@ -22,7 +22,7 @@ func frames(ids ...string) [][]byte {
 func ids(fs [][]byte) []string {
 	var out []string
 	for _, f := range fs {
-		id := eventIDOf(f)
+		id := bus.EventIDOf(f)
 		if id == "" {
 			id = "-"
 		}

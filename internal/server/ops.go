@@ -9,9 +9,9 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/signald/signald/internal/bus"
 	"github.com/signald/signald/internal/invite"
 	"github.com/signald/signald/internal/protocol"
-	"github.com/signald/signald/internal/push"
 )
 
 // handler serves one op for a logged-in connection and returns the reply's
@@ -122,8 +122,8 @@ func (c *conn) login(ctx context.Context, req *protocol.Request, start time.Time
 
 	rctx, cancel := context.WithTimeout(ctx, c.srv.cfg.RequestTimeout)
 	defer cancel()
-	bus := c.srv.d.Bus
-	if err := bus.Watch(rctx, user); err != nil {
+	b := c.srv.d.Bus
+	if err := b.Watch(rctx, user); err != nil {
 		c.undoLogin()
 		c.failLogin(req.ID, start, err)
 		return
@@ -135,14 +135,14 @@ func (c *conn) login(ctx context.Context, req *protocol.Request, start time.Time
 	var frames [][]byte
 	recovered := false
 	if hasLast {
-		frames, recovered, err = bus.Replay(rctx, user, lastEventID)
+		frames, recovered, err = b.Replay(rctx, user, lastEventID)
 	}
 	if err == nil && !recovered {
 		frames, err = c.pendingFrames(rctx, user)
 	}
 	var last string
 	if err == nil {
-		last, err = bus.Last(rctx, user)
+		last, err = b.Last(rctx, user)
 	}
 	if err != nil {
 		c.undoLogin()
@@ -156,7 +156,7 @@ func (c *conn) login(ctx context.Context, req *protocol.Request, start time.Time
 	c.reply(req.ID, protocol.CodeOK, "", data)
 	c.holdMu.Lock()
 	for _, f := range mergeByEventID(frames, c.held, recovered) {
-		if id := eventIDOf(f); id > c.lastID {
+		if id := bus.EventIDOf(f); id > c.lastID {
 			c.lastID = id
 		}
 		c.enqueue(f)
@@ -186,7 +186,7 @@ func (c *conn) pendingFrames(ctx context.Context, user string) ([][]byte, error)
 	for i, inv := range pending {
 		frames[i] = encodeEvent(newInvitationEvent(inv))
 		if rung[i] != "" {
-			frames[i] = push.WithEventID(frames[i], rung[i])
+			frames[i] = bus.WithEventID(frames[i], rung[i])
 		}
 	}
 	return frames, nil
@@ -205,10 +205,10 @@ func mergeByEventID(frames, held [][]byte, replayed bool) [][]byte {
 		out = append(out, frames...)
 		last := ""
 		if len(frames) > 0 {
-			last = eventIDOf(frames[len(frames)-1])
+			last = bus.EventIDOf(frames[len(frames)-1])
 		}
 		for _, f := range held {
-			if id := eventIDOf(f); id == "" || id > last {
+			if id := bus.EventIDOf(f); id == "" || id > last {
 				out = append(out, f)
 			}
 		}
@@ -216,13 +216,13 @@ func mergeByEventID(frames, held [][]byte, replayed bool) [][]byte {
 	}
 	sent := make(map[string]bool, len(frames))
 	i := 0
-	for ; i < len(frames) && eventIDOf(frames[i]) == ""; i++ {
+	for ; i < len(frames) && bus.EventIDOf(frames[i]) == ""; i++ {
 		out = append(out, frames[i])
 	}
 	for _, h := range held {
-		hid := eventIDOf(h)
-		for hid != "" && i < len(frames) && eventIDOf(frames[i]) <= hid {
-			sent[eventIDOf(frames[i])] = true
+		hid := bus.EventIDOf(h)
+		for hid != "" && i < len(frames) && bus.EventIDOf(frames[i]) <= hid {
+			sent[bus.EventIDOf(frames[i])] = true
 			out = append(out, frames[i])
 			i++
 		}

@@ -1,26 +1,25 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 
+	"github.com/signald/signald/internal/bus"
 	"github.com/signald/signald/internal/invite"
 	"github.com/signald/signald/internal/protocol"
-	"github.com/signald/signald/internal/push"
 )
 
 // Publisher turns engine events into frames and hands them to the bus,
 // which keeps them and delivers them on every instance. It is the engine's
 // invite.Publisher.
 type Publisher struct {
-	bus  push.Bus
+	bus  bus.Bus
 	node string
 	log  *slog.Logger
 }
 
 // NewPublisher returns a Publisher for the instance named node.
-func NewPublisher(bus push.Bus, node string, logger *slog.Logger) *Publisher {
+func NewPublisher(bus bus.Bus, node string, logger *slog.Logger) *Publisher {
 	return &Publisher{bus: bus, node: node, log: logger}
 }
 
@@ -28,11 +27,11 @@ func NewPublisher(bus push.Bus, node string, logger *slog.Logger) *Publisher {
 // adds each user's eventID. A bus failure is logged: the state change has
 // happened, and clients learn of it on their next login or getSignalingInfo.
 func (p *Publisher) Publish(ctx context.Context, ev invite.Event) []bool {
-	env := push.Envelope{
+	env := bus.Envelope{
 		Users:  ev.To,
 		Frame:  encodeEvent(ev),
 		Keep:   !ev.OnlineUserOnly,
-		Except: push.Origin{Node: p.node, Session: ev.ExceptSession},
+		Except: bus.Origin{Node: p.node, Session: ev.ExceptSession},
 		Kind:   string(ev.Kind),
 		Once:   ev.Once,
 	}
@@ -73,15 +72,4 @@ func encodeEvent(ev invite.Event) []byte {
 		f.Data = &ev.Data
 	}
 	return f.Encode()
-}
-
-var eventIDKey = []byte(`,"eventID":"`)
-
-// eventIDOf returns the eventID the bus put at the end of frame, "" if none.
-func eventIDOf(frame []byte) string {
-	i := bytes.LastIndex(frame, eventIDKey)
-	if i < 0 || len(frame) < i+len(eventIDKey)+2 {
-		return ""
-	}
-	return string(frame[i+len(eventIDKey) : len(frame)-2])
 }

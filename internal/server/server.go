@@ -18,8 +18,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/time/rate"
 
+	"github.com/signald/signald/internal/bus"
+	"github.com/signald/signald/internal/hub"
 	"github.com/signald/signald/internal/invite"
-	"github.com/signald/signald/internal/push"
 )
 
 // Engine is what the connection loop needs of invite.Engine.
@@ -97,8 +98,8 @@ func (c Config) validate() error {
 // Deps are the server's collaborators; all are required.
 type Deps struct {
 	Engine   Engine
-	Hub      *push.Hub
-	Bus      push.Bus
+	Hub      *hub.Hub
+	Bus      bus.Bus
 	Verifier Verifier
 	Store    Pinger
 	Admin    http.Handler // the group admin API; it routes its own full /v1/groups/... paths

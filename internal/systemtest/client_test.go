@@ -3,9 +3,10 @@ package systemtest
 import (
 	"context"
 	"encoding/json"
-	"github.com/coder/websocket"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/signald/signald/internal/app"
 	"github.com/signald/signald/internal/auth"

@@ -3,12 +3,13 @@ package systemtest
 import (
 	"context"
 	"fmt"
-	"github.com/coder/websocket"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/signald/signald/internal/protocol"
 )

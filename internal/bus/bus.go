@@ -1,6 +1,11 @@
-package push
+// Package bus carries events to the live connections of their users on
+// every instance and keeps each user's recent events for resume: the Bus
+// interface, its in-memory implementation (MemBus) and the eventID helpers.
+// The Redis implementation is package redisbus; both pass package bustest.
+package bus
 
 import (
+	"bytes"
 	"context"
 	"errors"
 )
@@ -61,15 +66,29 @@ type Bus interface {
 	RungAs(ctx context.Context, user string, inviteIDs []string) ([]string, error)
 }
 
-// ErrBusUnavailable wraps failures to reach the bus's backend.
-var ErrBusUnavailable = errors.New("event bus unavailable")
+// ErrUnavailable wraps failures to reach the bus's backend.
+var ErrUnavailable = errors.New("event bus unavailable")
+
+// eventIDKey is what WithEventID inserts before an eventID.
+var eventIDKey = []byte(`,"eventID":"`)
 
 // WithEventID returns frame (a JSON object) with an "eventID" member added
 // before its closing brace. IDs are plain ASCII, so no escaping is needed.
 func WithEventID(frame []byte, id string) []byte {
-	out := make([]byte, 0, len(frame)+len(id)+14)
+	out := make([]byte, 0, len(frame)+len(id)+len(eventIDKey)+2)
 	out = append(out, frame[:len(frame)-1]...)
-	out = append(out, `,"eventID":"`...)
+	out = append(out, eventIDKey...)
 	out = append(out, id...)
 	return append(out, `"}`...)
+}
+
+// EventIDOf returns the eventID WithEventID put at the end of frame, "" if
+// none. Buses compare eventIDs as strings: for one user a later event's ID
+// is greater byte-wise.
+func EventIDOf(frame []byte) string {
+	i := bytes.LastIndex(frame, eventIDKey)
+	if i < 0 || len(frame) < i+len(eventIDKey)+2 {
+		return ""
+	}
+	return string(frame[i+len(eventIDKey) : len(frame)-2])
 }

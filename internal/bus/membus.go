@@ -1,4 +1,4 @@
-package push
+package bus
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/signald/signald/internal/hub"
 )
 
 // MemBus is the Bus of a single instance: kept events live in memory and
@@ -17,7 +19,7 @@ import (
 // start time, so IDs keep increasing across restarts, and an ID issued
 // before a restart (whose events are gone) is recognised as unknown.
 type MemBus struct {
-	hub       *Hub
+	hub       *hub.Hub
 	keep      int           // events kept per user
 	retention time.Duration // a user's log is dropped this long after its newest event
 	epoch     string
@@ -50,7 +52,7 @@ type keptEvent struct {
 // NewMemBus returns a bus delivering to hub that keeps the last keep events
 // of each user for retention after the newest. now is its clock (nil:
 // time.Now); the epoch of its eventIDs is the time it is made.
-func NewMemBus(hub *Hub, keep int, retention time.Duration, now func() time.Time) *MemBus {
+func NewMemBus(hub *hub.Hub, keep int, retention time.Duration, now func() time.Time) *MemBus {
 	if now == nil {
 		now = time.Now
 	}

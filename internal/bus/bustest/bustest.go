@@ -1,4 +1,4 @@
-// Package bustest is the contract suite of push.Bus implementations: the
+// Package bustest is the contract suite of bus.Bus implementations: the
 // memory bus and the Redis bus run the same tests.
 package bustest
 
@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/signald/signald/internal/push"
+	"github.com/signald/signald/internal/bus"
+	"github.com/signald/signald/internal/hub"
 )
 
 // Keep is the number of events per user the buses under test must keep.
@@ -23,8 +23,8 @@ const Keep = 5
 // Node is one instance: its bus and the hub the bus delivers to.
 type Node struct {
 	Name string
-	Bus  push.Bus
-	Hub  *push.Hub
+	Bus  bus.Bus
+	Hub  *hub.Hub
 }
 
 // NewNodeFunc starts another instance sharing the backend of the ones
@@ -33,9 +33,9 @@ type Node struct {
 type NewNodeFunc func(t *testing.T) (Node, bool)
 
 // NewHub returns a hub with its own registry, for factories.
-func NewHub(t *testing.T) *push.Hub {
+func NewHub(t *testing.T) *hub.Hub {
 	t.Helper()
-	h, err := push.NewHub(prometheus.NewRegistry())
+	h, err := hub.NewHub(prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,10 +67,10 @@ func NewSink() *Sink {
 	return &Sink{ID: nextSession.Add(1) + 1000, signal: make(chan struct{}, 1)}
 }
 
-// Session implements push.Sink.
+// Session implements hub.Sink.
 func (s *Sink) Session() uint64 { return s.ID }
 
-// Send implements push.Sink.
+// Send implements hub.Sink.
 func (s *Sink) Send(frame []byte) bool {
 	s.mu.Lock()
 	s.frames = append(s.frames, frame)
@@ -123,8 +123,8 @@ func parse(t *testing.T, b []byte) frame {
 	return f
 }
 
-func env(users []string, n int, keep bool) push.Envelope {
-	return push.Envelope{Users: users, Frame: fmt.Appendf(nil, `{"event":"e","n":%d}`, n), Keep: keep, Kind: "e"}
+func env(users []string, n int, keep bool) bus.Envelope {
+	return bus.Envelope{Users: users, Frame: fmt.Appendf(nil, `{"event":"e","n":%d}`, n), Keep: keep, Kind: "e"}
 }
 
 func mustNode(t *testing.T, f NewNodeFunc) Node {
@@ -221,13 +221,13 @@ func testDelivery(t *testing.T, f NewNodeFunc) {
 	phone, laptop := NewSink(), NewSink()
 	watch(t, n, "bob", phone)
 	watch(t, n, "bob", laptop)
-	online, err := n.Bus.Publish(ctx, push.Envelope{Users: []string{"bob", "nobody"}, Frame: []byte(`{"event":"e","n":1}`), Keep: true, Kind: "e"})
+	online, err := n.Bus.Publish(ctx, bus.Envelope{Users: []string{"bob", "nobody"}, Frame: []byte(`{"event":"e","n":1}`), Keep: true, Kind: "e"})
 	if err != nil || !slices.Equal(online, []bool{true, false}) {
 		t.Fatalf("Publish: online %v, %v; want [true false]", online, err)
 	}
 	// The phone caused the second event: only the laptop gets it.
-	if _, err := n.Bus.Publish(ctx, push.Envelope{Users: []string{"bob"}, Frame: []byte(`{"event":"e","n":2}`), Keep: true, Kind: "e",
-		Except: push.Origin{Node: nodeName(n), Session: phone.ID}}); err != nil {
+	if _, err := n.Bus.Publish(ctx, bus.Envelope{Users: []string{"bob"}, Frame: []byte(`{"event":"e","n":2}`), Keep: true, Kind: "e",
+		Except: bus.Origin{Node: nodeName(n), Session: phone.ID}}); err != nil {
 		t.Fatal(err)
 	}
 	const many = 50
@@ -336,8 +336,8 @@ func testAcross(t *testing.T, f NewNodeFunc) {
 		t.Fatalf("online %v, %v; want [true true false]", online, err)
 	}
 	// The same session number on another instance is another connection.
-	if _, err := b.Bus.Publish(ctx, push.Envelope{Users: []string{"bob"}, Frame: []byte(`{"event":"e","n":2}`), Keep: true, Kind: "e",
-		Except: push.Origin{Node: b.Name, Session: onA.ID}}); err != nil {
+	if _, err := b.Bus.Publish(ctx, bus.Envelope{Users: []string{"bob"}, Frame: []byte(`{"event":"e","n":2}`), Keep: true, Kind: "e",
+		Except: bus.Origin{Node: b.Name, Session: onA.ID}}); err != nil {
 		t.Fatal(err)
 	}
 	checkIncreasing(t, onA.WaitFor(t, 2))

@@ -1,12 +1,12 @@
-package push_test
+package bus_test
 
 import (
 	"context"
 	"testing"
 	"time"
 
-	"github.com/signald/signald/internal/push"
-	"github.com/signald/signald/internal/push/bustest"
+	"github.com/signald/signald/internal/bus"
+	"github.com/signald/signald/internal/bus/bustest"
 )
 
 func TestMemBusContract(t *testing.T) {
@@ -17,26 +17,26 @@ func TestMemBusContract(t *testing.T) {
 				return bustest.Node{}, false
 			}
 			started = true
-			hub := bustest.NewHub(t)
-			return bustest.Node{Name: "mem", Bus: push.NewMemBus(hub, bustest.Keep, time.Hour, nil), Hub: hub}, true
+			hb := bustest.NewHub(t)
+			return bustest.Node{Name: "mem", Bus: bus.NewMemBus(hb, bustest.Keep, time.Hour, nil), Hub: hb}, true
 		}
 	})
 }
 
 func TestMemBusIDsFromAnotherRunAreUnknown(t *testing.T) {
 	ctx := context.Background()
-	hub := bustest.NewHub(t)
+	hb := bustest.NewHub(t)
 	start := time.Now()
-	before := push.NewMemBus(hub, 10, time.Hour, func() time.Time { return start })
-	if _, err := before.Publish(ctx, push.Envelope{Users: []string{"bob"}, Frame: []byte(`{}`), Keep: true}); err != nil {
+	before := bus.NewMemBus(hb, 10, time.Hour, func() time.Time { return start })
+	if _, err := before.Publish(ctx, bus.Envelope{Users: []string{"bob"}, Frame: []byte(`{}`), Keep: true}); err != nil {
 		t.Fatal(err)
 	}
 	id, _ := before.Last(ctx, "bob")
-	after := push.NewMemBus(hub, 10, time.Hour, func() time.Time { return start.Add(time.Second) })
+	after := bus.NewMemBus(hb, 10, time.Hour, func() time.Time { return start.Add(time.Second) })
 	if _, ok, _ := after.Replay(ctx, "bob", id); ok {
 		t.Fatal("an ID issued before a restart was taken for known")
 	}
-	if _, err := after.Publish(ctx, push.Envelope{Users: []string{"bob"}, Frame: []byte(`{}`), Keep: true}); err != nil {
+	if _, err := after.Publish(ctx, bus.Envelope{Users: []string{"bob"}, Frame: []byte(`{}`), Keep: true}); err != nil {
 		t.Fatal(err)
 	}
 	if newer, _ := after.Last(ctx, "bob"); newer <= id {

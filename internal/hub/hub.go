@@ -1,7 +1,7 @@
-// Package push delivers frames to users: the hub of live connections on
-// this instance, and the requests for offline push notifications for users
-// who have none. It knows nothing of invitations; it moves opaque frames.
-package push
+// Package hub maps users to their live connections on this instance and
+// delivers frames to them. It knows nothing of invitations or of other
+// instances: it moves opaque frames to the connections registered here.
+package hub
 
 import (
 	"sync"
