@@ -172,7 +172,7 @@ func Start(ctx context.Context, o Options, logger *slog.Logger, reg prometheus.R
 	var gapTo atomic.Pointer[server.Server]
 	onGap := func(users []string) {
 		if s := gapTo.Load(); s != nil {
-			s.Reconnect(users)
+			s.CatchUp(users)
 		}
 	}
 	bs, err := openBus(o, store, hb, node, logger, onGap)
@@ -182,8 +182,8 @@ func Start(ctx context.Context, o Options, logger *slog.Logger, reg prometheus.R
 	// The bus runs before anything can Watch: its loop confirms subscriptions.
 	steps.goLoop("event bus", bs.Run)
 	engine, err := invite.NewEngine(o.Engine, invite.Deps{
-		Store: store, Groups: store, Publisher: server.NewPublisher(bs, node, logger),
-		Pusher: push.LogPusher{Logger: logger}, Logger: logger, Registry: reg,
+		Store: store, Groups: store, Publisher: server.NewPublisher(bs),
+		Pusher: push.LogPusher{Logger: logger}, Logger: logger, Registry: reg, Node: node,
 	})
 	if err != nil {
 		return fail(err)

@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -258,6 +259,52 @@ func (dm *daemon) get(path string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+// pollEvery is how often a wait on something that cannot be awaited any
+// other way (an HTTP status) asks again.
+const pollEvery = 10 * time.Millisecond
+
+// waitReady polls /readyz until it answers code.
+func waitReady(t testing.TB, dm *daemon, code int) {
+	t.Helper()
+	deadline := time.Now().Add(waitFor)
+	for {
+		got, _ := dm.get("/readyz")
+		if got == code {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz answers %d after %v, want %d", got, waitFor, code)
+		}
+		time.Sleep(pollEvery)
+	}
+}
+
+// metric returns the sum of the samples of metric name (no suffix taken for
+// it) whose labels contain match ("" matches all), from /metrics.
+func (dm *daemon) metric(name, match string) float64 {
+	dm.t.Helper()
+	_, body := dm.get("/metrics")
+	sum := 0.0
+	for _, l := range strings.Split(body, "\n") {
+		rest, ok := strings.CutPrefix(l, name)
+		if !ok || (rest != "" && rest[0] != ' ' && rest[0] != '{') {
+			continue
+		}
+		labels, value := "", rest
+		if strings.HasPrefix(rest, "{") {
+			i := strings.Index(rest, "}")
+			labels, value = rest[:i+1], rest[i+1:]
+		}
+		if !strings.Contains(labels, match) {
+			continue
+		}
+		var v float64
+		fmt.Sscan(strings.TrimSpace(value), &v)
+		sum += v
+	}
+	return sum
 }
 
 func decode[T any](t testing.TB, raw json.RawMessage) T {

@@ -44,7 +44,9 @@ type Envelope struct {
 // redisbus (many instances sharing a Redis).
 //
 // For one user, kept events get increasing eventIDs (in byte-wise order)
-// and reach each of that user's connections in that order.
+// and reach each of that user's connections in that order, each with the
+// ID of the user's kept event before it (hub.Delivery.Prev), so that a
+// connection can tell that it missed one (a Pub/Sub gap) and replay it.
 type Bus interface {
 	// Publish keeps the event (when env.Keep) and delivers it to every live
 	// connection of env.Users on every instance except env.Except. It
@@ -57,10 +59,13 @@ type Bus interface {
 	Unwatch(user string)
 	// Replay returns user's kept events after the one with ID after, oldest
 	// first, and whether that is all of them: false when after is not an ID
-	// this bus issued to user, or older than what is still kept.
+	// this bus issued to user, or older than what is still kept. With after
+	// "" it returns every kept event, and whether none was ever dropped.
 	Replay(ctx context.Context, user, after string) (frames [][]byte, recovered bool, err error)
 	// Last returns the ID of user's newest kept event, "" if none.
 	Last(ctx context.Context, user string) (string, error)
+	// Lasts is Last for many users at once (one round trip on Redis).
+	Lasts(ctx context.Context, users []string) ([]string, error)
 	// RungAs returns, for each of inviteIDs, the eventID under which user's
 	// onReceiveNewInvitation was kept ("" when no longer known).
 	RungAs(ctx context.Context, user string, inviteIDs []string) ([]string, error)

@@ -88,7 +88,7 @@ func (b *MemBus) Publish(_ context.Context, env Envelope) ([]bool, error) {
 	for i, u := range env.Users {
 		st := b.stripe(u)
 		st.mu.Lock()
-		frame := env.Frame
+		d := hub.Delivery{Frame: env.Frame, Kind: env.Kind}
 		if env.Once != "" {
 			l := st.log(u)
 			if l.once[env.Once] {
@@ -110,9 +110,13 @@ func (b *MemBus) Publish(_ context.Context, env Envelope) ([]bool, error) {
 		}
 		if env.Keep {
 			l := st.log(u)
+			if l.seq > 0 {
+				d.Prev = b.id(l.seq)
+			}
 			l.seq++
-			frame = WithEventID(env.Frame, b.id(l.seq))
-			l.events = append(l.events, keptEvent{l.seq, frame})
+			d.ID = b.id(l.seq)
+			d.Frame = WithEventID(env.Frame, d.ID)
+			l.events = append(l.events, keptEvent{l.seq, d.Frame})
 			if over := len(l.events) - b.keep; over > 0 {
 				l.trimmed = l.events[over-1].seq
 				l.events = append(l.events[:0], l.events[over:]...)
@@ -122,7 +126,7 @@ func (b *MemBus) Publish(_ context.Context, env Envelope) ([]bool, error) {
 			}
 			l.touched = b.now()
 		}
-		b.hub.Deliver(u, frame, env.Except.Session, env.Kind)
+		b.hub.Deliver(u, d, env.Except.Session)
 		online[i] = b.hub.Online(u)
 		st.mu.Unlock()
 	}
@@ -147,15 +151,21 @@ func (b *MemBus) Unwatch(string) {}
 
 // Replay implements Bus.
 func (b *MemBus) Replay(_ context.Context, user, after string) ([][]byte, bool, error) {
-	seq, ok := b.parse(after)
-	if !ok {
-		return nil, false, nil
+	var seq uint64
+	if after != "" {
+		var ok bool
+		if seq, ok = b.parse(after); !ok {
+			return nil, false, nil
+		}
 	}
 	st := b.stripe(user)
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	l := st.logs[user]
-	if l == nil || seq > l.seq || seq < l.trimmed {
+	if l == nil {
+		return nil, after == "", nil
+	}
+	if seq > l.seq || seq < l.trimmed {
 		return nil, false, nil
 	}
 	var frames [][]byte
@@ -176,6 +186,15 @@ func (b *MemBus) Last(_ context.Context, user string) (string, error) {
 		return b.id(l.seq), nil
 	}
 	return "", nil
+}
+
+// Lasts implements Bus.
+func (b *MemBus) Lasts(ctx context.Context, users []string) ([]string, error) {
+	out := make([]string, len(users))
+	for i, u := range users {
+		out[i], _ = b.Last(ctx, u)
+	}
+	return out, nil
 }
 
 // RungAs implements Bus.
@@ -209,14 +228,16 @@ func (b *MemBus) Run(ctx context.Context) error {
 	}
 }
 
-// Sweep drops the logs of users with no event for the retention.
+// Sweep drops the logs of users with no event for the retention and no
+// live connection: a connection's place in its user's sequence must stay
+// valid however long it is quiet.
 func (b *MemBus) Sweep() {
 	cutoff := b.now().Add(-b.retention)
 	for i := range b.stripes {
 		st := &b.stripes[i]
 		st.mu.Lock()
 		for u, l := range st.logs {
-			if l.touched.Before(cutoff) {
+			if l.touched.Before(cutoff) && !b.hub.Online(u) {
 				delete(st.logs, u)
 			}
 		}

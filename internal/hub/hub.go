@@ -9,13 +9,27 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// Delivery is one event on its way to a user's connections.
+type Delivery struct {
+	Frame []byte // the event as a JSON object, its eventID included
+	// ID is the event's eventID, "" for an event that is not kept. Prev is
+	// the eventID of the user's kept event before it ("" when it is the
+	// first): a connection whose last kept event is not Prev has missed
+	// something, and catches up before it sends this one.
+	ID, Prev string
+	Kind     string // the event's name, for metrics
+}
+
 // Sink is one live connection as the hub sees it.
 type Sink interface {
 	// Session identifies the connection, unique within this process.
 	Session() uint64
-	// Send queues a frame without blocking. A connection that cannot keep
+	// Send queues an event without blocking. A connection that cannot keep
 	// up closes itself; Send then reports false.
-	Send(frame []byte) bool
+	Send(d Delivery) bool
+	// Skip tells the connection of an event it caused: it got a reply
+	// instead, but the event is part of its user's sequence all the same.
+	Skip(d Delivery)
 }
 
 // Hub maps users to their live connections on this instance. A user may
@@ -98,30 +112,50 @@ func (h *Hub) Online(user string) bool {
 	return len(h.users[user]) > 0
 }
 
-// Deliver queues frame to every live connection of user but the one whose
-// session is except (0: none) and returns how many took it. It never
-// blocks: Sink.Send does not, and the sinks are collected before sending
-// so that the hub's lock is not held while connections work.
-func (h *Hub) Deliver(user string, frame []byte, except uint64, event string) int {
+// Deliver queues d to every live connection of user, but the one whose
+// session is except (0: none), which is told to Skip it, and returns how
+// many took it. It never blocks: Sink.Send does not, and the sinks are
+// collected before sending so that the hub's lock is not held while
+// connections work.
+func (h *Hub) Deliver(user string, d Delivery, except uint64) int {
 	var buf [4]Sink
 	sinks := buf[:0]
+	var own Sink
 	h.mu.RLock()
 	for sess, s := range h.users[user] {
 		if sess != except {
 			sinks = append(sinks, s)
+		} else {
+			own = s
 		}
 	}
 	h.mu.RUnlock()
+	if own != nil {
+		own.Skip(d)
+	}
 	n := 0
 	for _, s := range sinks {
-		if s.Send(frame) {
+		if s.Send(d) {
 			n++
 		} else {
 			h.dropped.Inc()
 		}
 	}
 	if n > 0 {
-		h.delivered.WithLabelValues(event).Add(float64(n))
+		h.delivered.WithLabelValues(d.Kind).Add(float64(n))
 	}
 	return n
+}
+
+// Sinks returns the live connections of users on this instance.
+func (h *Hub) Sinks(users []string) []Sink {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	var out []Sink
+	for _, u := range users {
+		for _, s := range h.users[u] {
+			out = append(out, s)
+		}
+	}
+	return out
 }

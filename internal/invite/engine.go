@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -26,15 +26,6 @@ type Groups interface {
 	// FirstNonMember returns the first of users not in the group, or "".
 	// It fails with an error wrapping group.ErrNotFound for a missing group.
 	FirstNonMember(ctx context.Context, groupID string, users []string) (string, error)
-}
-
-// PushInfo is the offlinePushInfo of an invite: what an offline push
-// notification should show.
-type PushInfo struct {
-	Title       string
-	Desc        string
-	Ext         string
-	DisablePush bool
 }
 
 // OfflinePusher requests a push notification for an invitee who has no live
@@ -79,8 +70,9 @@ func DefaultConfig() Config {
 	}
 }
 
-// Engine validates requests, applies them through a Store and publishes the
-// events they cause. It is safe for concurrent use.
+// Engine validates requests, applies them through a Store and carries out
+// their effects: the events to their audience and offline push requests,
+// through the outbox (outbox.go). It is safe for concurrent use.
 type Engine struct {
 	cfg    Config
 	store  Store
@@ -89,19 +81,27 @@ type Engine struct {
 	pusher OfflinePusher
 	log    *slog.Logger
 	now    func() time.Time
+	node   string
 
 	claimFailing bool // owned by Run: the last ClaimDue failed, and that was logged
 
-	doneMu sync.Mutex
-	done   []Unannounced // announced changes the store has not been told of; guarded by doneMu
+	out outbox
+	// wakeAt (ms) is the earliest deadline created here since Run last
+	// planned its sleep; wake tells Run to look at it.
+	wakeAt atomic.Int64
+	wake   chan struct{}
 
-	timeoutsFired prometheus.Counter
-	active        prometheus.Gauge
-	storeErrors   *prometheus.CounterVec
-	pushRequests  prometheus.Counter
+	timeoutsFired    prometheus.Counter
+	active           prometheus.Gauge
+	storeErrors      *prometheus.CounterVec
+	pushRequests     prometheus.Counter
+	announceRetries  prometheus.Counter
+	announceTakeover prometheus.Counter
+	announceBacklog  prometheus.GaugeFunc
 }
 
-// Deps are the engine's collaborators. All are required but Pusher.
+// Deps are the engine's collaborators. All are required but Pusher, Now and
+// Node.
 type Deps struct {
 	Store     Store
 	Groups    Groups
@@ -110,6 +110,10 @@ type Deps struct {
 	Logger    *slog.Logger
 	Registry  prometheus.Registerer
 	Now       func() time.Time // nil: time.Now
+	// Node names this instance in the Origin of the changes it records, so
+	// that whichever instance announces a change spares the connection that
+	// made it.
+	Node string
 }
 
 // NewEngine checks cfg and deps and registers the engine's metrics.
@@ -130,7 +134,8 @@ func NewEngine(cfg Config, d Deps) (*Engine, error) {
 	}
 	e := &Engine{
 		cfg: cfg, store: d.Store, groups: d.Groups, pub: d.Publisher,
-		pusher: d.Pusher, log: d.Logger, now: d.Now,
+		pusher: d.Pusher, log: d.Logger, now: d.Now, node: d.Node,
+		wake: make(chan struct{}, 1),
 		timeoutsFired: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "signald_timeouts_fired_total",
 			Help: "Invitations whose deadline passed with invitees still pending, fired by this instance.",
@@ -147,11 +152,25 @@ func NewEngine(cfg Config, d Deps) (*Engine, error) {
 			Name: "signald_offline_push_requests_total",
 			Help: "Offline push notifications requested for invitees without a live connection.",
 		}),
+		announceRetries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "signald_announcements_retried_total",
+			Help: "Announcements of committed changes tried again because publishing them failed (the event bus's backend was unreachable).",
+		}),
+		announceTakeover: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "signald_announcements_taken_over_total",
+			Help: "Outbox entries claimed because their announcer did not finish within the claim lease (it died, or its backend failed).",
+		}),
 	}
+	e.announceBacklog = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "signald_announcements_backlog",
+		Help: "Invitations whose announcement failed here and waits to be tried again.",
+	}, func() float64 { return float64(e.out.backlog()) })
 	if e.now == nil {
 		e.now = time.Now
 	}
-	for _, c := range []prometheus.Collector{e.timeoutsFired, e.active, e.storeErrors, e.pushRequests} {
+	e.out.init()
+	for _, c := range []prometheus.Collector{e.timeoutsFired, e.active, e.storeErrors, e.pushRequests,
+		e.announceRetries, e.announceTakeover, e.announceBacklog} {
 		if err := d.Registry.Register(c); err != nil {
 			return nil, fmt.Errorf("invite: register metrics: %w", err)
 		}
@@ -178,6 +197,7 @@ func (e *Engine) Invite(ctx context.Context, c Caller, req InviteRequest) (strin
 		}
 	}
 	now := Millis(e.now())
+	token := rand.Text()
 	inv := &Invitation{
 		ID:             rand.Text(),
 		GroupID:        req.GroupID,
@@ -188,6 +208,9 @@ func (e *Engine) Invite(ctx context.Context, c Caller, req InviteRequest) (strin
 		OnlineUserOnly: req.OnlineUserOnly,
 		CreatedAt:      now,
 		States:         make(map[string]State, len(req.Invitees)),
+		Push:           req.Push,
+		Seq:            1,
+		Unannounced:    map[string]Announcement{token: {Seq: 1, Action: ActInvite, Actor: c.User, Origin: e.origin(c)}},
 	}
 	for _, u := range inv.Invitees {
 		inv.States[u] = StatePending
@@ -198,25 +221,21 @@ func (e *Engine) Invite(ctx context.Context, c Caller, req InviteRequest) (strin
 	} else {
 		inv.Expires = now + e.cfg.MaxLifetime.Milliseconds()
 	}
-	if err := e.store.Create(ctx, inv); err != nil {
+	// The invitation is stored with its announcement in its outbox: should
+	// ringing fail, or this instance die, it rings all the same, later.
+	if err := e.store.Create(ctx, inv, now+e.cfg.ClaimLease.Milliseconds()); err != nil {
 		return "", e.storeErr("create", err)
 	}
 	e.active.Inc()
-	online := e.pub.Publish(ctx, Event{
-		Kind: EvNewInvitation, InviteID: inv.ID, Inviter: inv.Inviter, GroupID: inv.GroupID,
-		InviteeList: inv.Invitees, Data: inv.Data, Timeout: inv.Timeout,
-		To: inv.Invitees, OnlineUserOnly: inv.OnlineUserOnly,
-	})
-	if !inv.OnlineUserOnly && !req.Push.DisablePush && e.pusher != nil {
-		for i, u := range inv.Invitees {
-			if i >= len(online) || !online[i] {
-				e.pushRequests.Inc()
-				e.pusher.RequestPush(ctx, u, inv, req.Push)
-			}
-		}
+	if inv.Deadline > 0 {
+		e.noteDeadline(inv.Deadline)
 	}
+	e.announce(ctx, inv)
 	return inv.ID, nil
 }
+
+// origin is the Origin of a change c makes on this instance.
+func (e *Engine) origin(c Caller) Origin { return Origin{Node: e.node, Session: c.Session} }
 
 func (e *Engine) checkInvite(c Caller, req InviteRequest) error {
 	if len(req.Invitees) == 0 {
@@ -306,98 +325,29 @@ func (e *Engine) change(ctx context.Context, c Caller, id string, act Action, da
 	if err := checkData(data); err != nil {
 		return err
 	}
-	// The change is recorded under a token until its event is published, so
-	// that if this instance dies in between another announces it.
+	// The change is recorded in the invitation's outbox in the same step
+	// that applies it, so that it is announced even if publishing fails or
+	// this instance dies before.
 	now := Millis(e.now())
 	token := rand.Text()
 	out, err := e.store.Apply(ctx, id, Change{
 		Action: act, Actor: c.User, Data: data, Now: now, Retention: e.cfg.Retention.Milliseconds(),
-		Token: token, AnnounceBy: now + e.cfg.ClaimLease.Milliseconds(),
+		Token: token, AnnounceBy: now + e.cfg.ClaimLease.Milliseconds(), Origin: e.origin(c),
 	})
 	if err != nil {
 		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrForbidden) || errors.Is(err, ErrEnded) {
-			// Refused, so nothing to announce: drop its recovery entry now
+			// Refused, so nothing to announce: drop its outbox entry now
 			// rather than have it claimed and looked up after the lease. On
-			// any other error the change may have happened: recovery decides.
-			e.markAnnounced(id, token)
+			// any other error the change may have happened: the outbox decides.
+			e.out.forget(id, token)
 		}
 		return e.storeErr(string(act), err)
 	}
 	if out.Ended {
 		e.active.Dec()
 	}
-	e.pub.Publish(ctx, changeEvent(id, token, Announcement{Action: act, Actor: c.User, Data: data}, out.Invitation, c.Session))
-	e.markAnnounced(id, token)
+	e.announce(ctx, out.Invitation)
 	return nil
-}
-
-// markAnnounced queues a change for Store.Announced, which Run sends in
-// batches every poll interval.
-func (e *Engine) markAnnounced(id, token string) {
-	e.doneMu.Lock()
-	e.done = append(e.done, Unannounced{ID: id, Token: token})
-	e.doneMu.Unlock()
-}
-
-// changeEvent is the event of a change to inv: for the inviter and every
-// invitee, but the connection that made it (session; 0 when announced by
-// another instance). Its Once key lets the change be announced again
-// without anyone hearing of it twice.
-func changeEvent(id, token string, a Announcement, inv *Invitation, session uint64) Event {
-	ev := Event{
-		InviteID: id, Data: a.Data, To: append([]string{inv.Inviter}, inv.Invitees...),
-		ExceptSession: session, OnlineUserOnly: inv.OnlineUserOnly, Once: "ann:" + token,
-	}
-	switch a.Action {
-	case ActAccept:
-		ev.Kind, ev.Invitee = EvAccepted, a.Actor
-	case ActReject:
-		ev.Kind, ev.Invitee = EvRejected, a.Actor
-	case ActCancel:
-		ev.Kind, ev.Inviter = EvCancelled, inv.Inviter
-	case ActModify:
-		ev.Kind = EvModified
-	}
-	return ev
-}
-
-// announceOverdue tells the store which changes have been announced, and
-// announces the changes other instances recorded but did not live to
-// announce. Run calls it every poll interval.
-func (e *Engine) announceOverdue(ctx context.Context) {
-	e.doneMu.Lock()
-	done := e.done
-	e.done = nil
-	e.doneMu.Unlock()
-	if len(done) > 0 {
-		if err := e.store.Announced(ctx, done); err != nil {
-			e.storeErr("announced", err)
-			return // they are claimed after their lease and found announced
-		}
-	}
-	claimed, err := e.store.ClaimUnannounced(ctx, Millis(e.now()), e.cfg.ClaimLease, 256)
-	if err != nil {
-		e.storeErr("claim", err)
-		return
-	}
-	var finished []Unannounced
-	for _, u := range claimed {
-		inv, err := e.store.Get(ctx, u.ID, Millis(e.now()))
-		if err != nil && !errors.Is(err, ErrNotFound) {
-			e.storeErr("get", err)
-			continue // claimed again after the lease
-		}
-		if inv != nil {
-			if a, ok := inv.Unannounced[u.Token]; ok {
-				e.log.Info("announcing a change another instance made but did not announce", "inviteID", u.ID, "action", a.Action)
-				e.pub.Publish(ctx, changeEvent(u.ID, u.Token, a, inv, 0))
-			}
-		}
-		finished = append(finished, u)
-	}
-	if err := e.store.Announced(ctx, finished); err != nil {
-		e.storeErr("announced", err)
-	}
 }
 
 // Get returns the invitation for getSignalingInfo. Errors: ErrInvalid,
@@ -432,102 +382,4 @@ func (e *Engine) storeErr(op string, err error) error {
 		e.storeErrors.WithLabelValues(op).Inc()
 	}
 	return err
-}
-
-// Run fires timeouts until ctx ends: every poll interval it claims the
-// deadlines that are due and times out their invitations, and announces
-// the changes that instances recorded but did not live to announce. Any number of
-// instances may run it against one store; the claim lease and the atomic
-// transition make each timeout fire once. Run returns nil when ctx ends.
-func (e *Engine) Run(ctx context.Context) error {
-	t := time.NewTicker(e.cfg.PollInterval)
-	defer t.Stop()
-	for {
-		e.FireDue(ctx)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
-}
-
-// FireDue claims and fires every deadline due now, in batches. It is Run's
-// body, exported for tests that drive time themselves; it must not be
-// called concurrently with itself or Run.
-func (e *Engine) FireDue(ctx context.Context) {
-	e.announceOverdue(ctx)
-	const batch = 256
-	for ctx.Err() == nil {
-		now := e.now()
-		ids, err := e.store.ClaimDue(ctx, Millis(now), e.cfg.ClaimLease, batch)
-		if err != nil {
-			e.storeErr("claim", err)
-			if !e.claimFailing && ctx.Err() == nil { // once per outage, not once per poll
-				e.claimFailing = true
-				e.log.Warn("cannot claim due timeouts; they fire once the store answers again", "err", err)
-			}
-			return
-		}
-		if e.claimFailing {
-			e.claimFailing = false
-			e.log.Info("claiming due timeouts again")
-		}
-		for _, id := range ids {
-			e.fire(ctx, id, now)
-		}
-		if len(ids) < batch {
-			return
-		}
-	}
-}
-
-// fire times out one claimed invitation and announces it. The state change
-// and the announcement are two steps, so the deadline is released only
-// after the announcement: an instance that dies in between (even kill -9)
-// leaves the claim to expire, and whichever instance claims it next finds
-// the invitation timed out and announces it again. The event's Once key
-// makes the bus deliver it to each user once, however often it is announced.
-func (e *Engine) fire(ctx context.Context, id string, now time.Time) {
-	out, err := e.store.Apply(ctx, id, Change{Action: ActTimeout, Now: Millis(now), Retention: e.cfg.Retention.Milliseconds()})
-	var inv *Invitation
-	var timedOut []string
-	switch {
-	case err == nil:
-		e.timeoutsFired.Inc()
-		e.active.Dec()
-		inv, timedOut = out.Invitation, out.Changed
-	case errors.Is(err, ErrEnded):
-		// Answered or cancelled before the deadline, or timed out by an
-		// instance that may not have lived to announce it.
-		inv, err = e.store.Get(ctx, id, Millis(now))
-		if err != nil && !errors.Is(err, ErrNotFound) {
-			e.storeErr("timeout", err)
-			return // claimed again after the lease
-		}
-		if inv != nil {
-			for _, u := range inv.Invitees {
-				if inv.States[u] == StateTimeout {
-					timedOut = append(timedOut, u)
-				}
-			}
-		}
-	case errors.Is(err, ErrNotFound):
-	case errors.Is(err, ErrNotDue):
-		return // a clock behind the claimer's: claimed again later
-	default:
-		e.storeErr("timeout", err)
-		e.log.Warn("firing a timeout failed; it is retried after the claim lease", "inviteID", id, "err", err)
-		return
-	}
-	if len(timedOut) > 0 {
-		e.pub.Publish(ctx, Event{
-			Kind: EvTimeout, InviteID: id, InviteeList: timedOut,
-			To: append([]string{inv.Inviter}, timedOut...), OnlineUserOnly: inv.OnlineUserOnly,
-			Once: "timeout:" + id,
-		})
-	}
-	if err := e.store.ReleaseDeadline(ctx, id); err != nil {
-		e.storeErr("timeout", err) // claimed again after the lease; announced once all the same
-	}
 }

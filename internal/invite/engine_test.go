@@ -18,23 +18,41 @@ import (
 	"github.com/signald/signald/internal/memstore"
 )
 
-// recorder keeps every published event and push request.
+// recorder keeps every published event and push request. While failing,
+// Publish fails as a bus whose backend is down does, and records the
+// attempt in failed instead.
 type recorder struct {
-	mu     sync.Mutex
-	events []invite.Event
-	pushes []string
-	online map[string]bool
+	mu      sync.Mutex
+	events  []invite.Event
+	at      []time.Time // when each of events was published
+	failed  []invite.Event
+	failing bool
+	pushes  []string
+	online  map[string]bool
 }
 
-func (r *recorder) Publish(_ context.Context, ev invite.Event) []bool {
+var errBusDown = errors.New("bus down")
+
+func (r *recorder) Publish(_ context.Context, ev invite.Event) ([]bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.failing {
+		r.failed = append(r.failed, ev)
+		return nil, errBusDown
+	}
 	r.events = append(r.events, ev)
+	r.at = append(r.at, time.Now())
 	online := make([]bool, len(ev.To))
 	for i, u := range ev.To {
 		online[i] = r.online[u]
 	}
-	return online
+	return online, nil
+}
+
+func (r *recorder) setFailing(b bool) {
+	r.mu.Lock()
+	r.failing = b
+	r.mu.Unlock()
 }
 
 func (r *recorder) RequestPush(_ context.Context, user string, _ *invite.Invitation, _ invite.PushInfo) {
@@ -67,11 +85,16 @@ type fixture struct {
 
 func newEngine(t *testing.T) fixture {
 	t.Helper()
+	return newEngineWith(t, invite.DefaultConfig())
+}
+
+func newEngineWith(t *testing.T, cfg invite.Config) fixture {
+	t.Helper()
 	store := memstore.New()
 	rec := &recorder{online: map[string]bool{}}
-	e, err := invite.NewEngine(invite.DefaultConfig(), invite.Deps{
+	e, err := invite.NewEngine(cfg, invite.Deps{
 		Store: store, Groups: store, Publisher: rec, Pusher: rec,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: prometheus.NewRegistry(),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: prometheus.NewRegistry(), Node: "n1",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -184,21 +207,21 @@ func TestEventAudiences(t *testing.T) {
 		t.Fatal(err)
 	}
 	ev := f.rec.last()
-	if ev.Kind != invite.EvNewInvitation || !slices.Equal(ev.To, []string{"bob", "carol"}) || ev.ExceptSession != 0 || ev.GroupID != "g" {
+	if ev.Kind != invite.EvNewInvitation || !slices.Equal(ev.To, []string{"bob", "carol"}) || ev.GroupID != "g" {
 		t.Fatalf("new invitation %+v", ev)
 	}
 	if err := f.e.Reject(ctx, bob, id, "no"); err != nil {
 		t.Fatal(err)
 	}
 	ev = f.rec.last()
-	if ev.Kind != invite.EvRejected || ev.Invitee != "bob" || !slices.Equal(ev.To, []string{"alice", "bob", "carol"}) || ev.ExceptSession != bob.Session {
+	if ev.Kind != invite.EvRejected || ev.Invitee != "bob" || !slices.Equal(ev.To, []string{"alice", "bob", "carol"}) || ev.Except != (invite.Origin{Node: "n1", Session: bob.Session}) {
 		t.Fatalf("rejected %+v", ev)
 	}
 	if err := f.e.Cancel(ctx, alice, id, "bye"); err != nil {
 		t.Fatal(err)
 	}
 	ev = f.rec.last()
-	if ev.Kind != invite.EvCancelled || ev.Inviter != "alice" || !slices.Equal(ev.To, []string{"alice", "bob", "carol"}) || ev.ExceptSession != alice.Session {
+	if ev.Kind != invite.EvCancelled || ev.Inviter != "alice" || !slices.Equal(ev.To, []string{"alice", "bob", "carol"}) || ev.Except != (invite.Origin{Node: "n1", Session: alice.Session}) {
 		t.Fatalf("cancelled %+v", ev)
 	}
 }
@@ -271,14 +294,16 @@ func TestTimeoutOfADeadInstanceIsAnnounced(t *testing.T) {
 		time.Sleep(5 * time.Second)
 		// The instance that died: it claims and fires, and that is all.
 		now := time.Now().UnixMilli()
-		if ids, _ := f.store.ClaimDue(ctx, now, invite.DefaultConfig().ClaimLease, 10); !slices.Equal(ids, []string{id}) {
+		lease := invite.DefaultConfig().ClaimLease
+		if ids, _, _ := f.store.ClaimDue(ctx, now, lease, 10); !slices.Equal(ids, []string{id}) {
 			t.Fatalf("claim %v", ids)
 		}
-		if _, err := f.store.Apply(ctx, id, invite.Change{Action: invite.ActTimeout, Now: now, Retention: 60_000}); err != nil {
+		if _, err := f.store.Apply(ctx, id, invite.Change{Action: invite.ActTimeout, Now: now, Retention: 60_000,
+			Token: "tok", AnnounceBy: now + lease.Milliseconds()}); err != nil {
 			t.Fatal(err)
 		}
 		ev := announcedOnceAfterLease(t, f)
-		if ev.Kind != invite.EvTimeout || ev.InviteID != id || !slices.Equal(ev.InviteeList, []string{"bob"}) || ev.Once != "timeout:"+id {
+		if ev.Kind != invite.EvTimeout || ev.InviteID != id || !slices.Equal(ev.InviteeList, []string{"bob"}) || ev.Once != "ann:tok" {
 			t.Fatalf("after the lease: %+v", ev)
 		}
 	})
@@ -325,7 +350,7 @@ func TestChangeOfADeadInstanceIsAnnounced(t *testing.T) {
 		}
 		ev := announcedOnceAfterLease(t, f)
 		if ev.Kind != invite.EvAccepted || ev.Invitee != "bob" || ev.Data != "yes" || ev.Once != "ann:tok" ||
-			!slices.Equal(ev.To, []string{"alice", "bob"}) || ev.ExceptSession != 0 {
+			!slices.Equal(ev.To, []string{"alice", "bob"}) || ev.Except != (invite.Origin{}) {
 			t.Fatalf("after the lease: %+v", ev)
 		}
 	})
@@ -349,6 +374,124 @@ func TestAnnouncedChangesAreForgotten(t *testing.T) {
 		}
 		if inv, err := f.store.Get(ctx, id, time.Now().UnixMilli()); err != nil || inv.Unannounced != nil {
 			t.Fatalf("after an hour: %+v, %v", inv, err)
+		}
+	})
+}
+
+// TestFailedAnnouncementsAreRetriedInOrder: while the bus fails, an
+// invitation is created and accepted. Both changes are committed; once the
+// bus answers again both are announced, the ring before the accept, each
+// under the same Once key as in its failed tries, and neither again after.
+func TestFailedAnnouncementsAreRetriedInOrder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newEngine(t)
+		runLoop(t, f.e)
+		ctx := context.Background()
+		f.rec.setFailing(true)
+		id, err := f.e.Invite(ctx, alice, invite.InviteRequest{Invitees: []string{"bob"}, Data: "ring", Timeout: 60})
+		if err != nil {
+			t.Fatalf("invite while the bus fails: %v (the invitation is stored: it must succeed)", err)
+		}
+		if err := f.e.Accept(ctx, bob, id, "yes"); err != nil {
+			t.Fatalf("accept while the bus fails: %v", err)
+		}
+		time.Sleep(3 * time.Second) // several retries, all failing
+		synctest.Wait()
+		f.rec.mu.Lock()
+		tries := slices.Clone(f.rec.failed)
+		f.rec.mu.Unlock()
+		if len(tries) < 3 || len(f.rec.kinds()) != 0 {
+			t.Fatalf("while failing: %d tries, %d published", len(tries), len(f.rec.kinds()))
+		}
+		for _, ev := range tries {
+			// Never the accept before the ring it follows.
+			if ev.Kind != invite.EvNewInvitation || ev.Once != tries[0].Once {
+				t.Fatalf("tried %s (%s) while the ring (%s) was not announced", ev.Kind, ev.Once, tries[0].Once)
+			}
+		}
+		f.rec.setFailing(false)
+		time.Sleep(3 * time.Second) // the backoff is at most 2 s
+		synctest.Wait()
+		if k := f.rec.kinds(); !slices.Equal(k, []invite.EventKind{invite.EvNewInvitation, invite.EvAccepted}) {
+			t.Fatalf("once the bus is back: %v, want the ring, then the accept", k)
+		}
+		ring, accepted := f.rec.events[0], f.rec.events[1]
+		if ring.Once != tries[0].Once || ring.Data != "ring" || accepted.Invitee != "bob" || accepted.Data != "yes" ||
+			accepted.Except != (invite.Origin{Node: "n1", Session: bob.Session}) || accepted.Once == ring.Once {
+			t.Fatalf("announced %+v then %+v", ring, accepted)
+		}
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		if n := len(f.rec.kinds()); n != 2 {
+			t.Fatalf("announced again later: %v", f.rec.kinds())
+		}
+	})
+}
+
+// TestTimeoutWhileTheBusFailsReachesEveryone: the timeout fires while the bus
+// is down; it is announced once the bus is back, to the inviter and the
+// invitee, and the deadline is never fired twice.
+func TestTimeoutWhileTheBusFailsReachesEveryone(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newEngine(t)
+		runLoop(t, f.e)
+		ctx := context.Background()
+		id, _ := f.e.Invite(ctx, alice, invite.InviteRequest{Invitees: []string{"bob"}, Timeout: 5})
+		f.rec.setFailing(true)
+		time.Sleep(7 * time.Second)
+		synctest.Wait()
+		f.rec.setFailing(false)
+		time.Sleep(3 * time.Second)
+		synctest.Wait()
+		if k := f.rec.kinds(); !slices.Equal(k, []invite.EventKind{invite.EvNewInvitation, invite.EvTimeout}) {
+			t.Fatalf("events %v", k)
+		}
+		if ev := f.rec.last(); ev.InviteID != id || !slices.Equal(ev.To, []string{"alice", "bob"}) {
+			t.Fatalf("timeout %+v", ev)
+		}
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		if n := len(f.rec.kinds()); n != 2 {
+			t.Fatalf("announced again later: %v", f.rec.kinds())
+		}
+	})
+}
+
+// TestTimeoutsFireOnTimeWithALongPoll: the loop sleeps until the next
+// deadline it knows of, not a whole poll interval: one created here wakes
+// it, and one it learns from the store (created by another instance) is
+// fired at its time too.
+func TestTimeoutsFireOnTimeWithALongPoll(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := invite.DefaultConfig()
+		cfg.PollInterval = time.Minute
+		f := newEngineWith(t, cfg)
+		runLoop(t, f.e)
+		ctx := context.Background()
+		time.Sleep(time.Second) // the loop is asleep for a minute
+		start := time.Now()
+		// Another instance's invitation, due in 3 s: only the store knows it.
+		other := &invite.Invitation{ID: "other", Inviter: "carol", Invitees: []string{"dave"},
+			States: map[string]invite.State{"dave": invite.StatePending}, Timeout: 3,
+			CreatedAt: start.UnixMilli(), Deadline: start.Add(3 * time.Second).UnixMilli(), Expires: start.Add(time.Hour).UnixMilli()}
+		if err := f.store.Create(ctx, other, 0); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.e.Invite(ctx, alice, invite.InviteRequest{Invitees: []string{"bob"}, Timeout: 1}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(4 * time.Second)
+		synctest.Wait()
+		f.rec.mu.Lock()
+		defer f.rec.mu.Unlock()
+		var fired []time.Duration
+		for i, ev := range f.rec.events {
+			if ev.Kind == invite.EvTimeout {
+				fired = append(fired, f.rec.at[i].Sub(start))
+			}
+		}
+		if !slices.Equal(fired, []time.Duration{time.Second, 3 * time.Second}) {
+			t.Fatalf("timeouts fired after %v, want [1s 3s]", fired)
 		}
 	})
 }

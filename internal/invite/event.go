@@ -29,16 +29,16 @@ type Event struct {
 	Timeout     int      // new invitation
 	// To lists the users who receive the event, on every live connection.
 	To []string
-	// ExceptSession, when not zero, is the connection that caused the event;
-	// it gets a reply instead. The same user's other connections still get the
-	// event so that they stop ringing.
-	ExceptSession uint64
+	// Except, when set, is the connection that caused the event; it gets a
+	// reply instead. The same user's other connections still get the event
+	// so that they stop ringing.
+	Except Origin
 	// OnlineUserOnly marks events of invitations sent with onlineUserOnly:
 	// they reach only connections that are live now and are never kept.
 	OnlineUserOnly bool
 	// Once, when set, makes each user receive the event at most once however
-	// often it is published: a timeout may be announced again by another
-	// instance when the first one died before it could release the deadline.
+	// often it is published: an announcement is published again when its
+	// first try failed part-way, or its instance died before finishing.
 	Once string
 }
 
@@ -46,8 +46,9 @@ type Event struct {
 // and keeps them for resume. Publish must not block on slow receivers: the
 // connection layer disconnects a receiver that cannot keep up rather than
 // slow the engine down. It reports, by index of ev.To, which users have a
-// live connection anywhere (all false when that cannot be known), so that
-// the engine can ask for offline pushes.
+// live connection anywhere, so that the engine can ask for offline pushes.
+// An error means the event may have reached only some of its users: the
+// engine publishes it again, and ev.Once keeps anyone from getting it twice.
 type Publisher interface {
-	Publish(ctx context.Context, ev Event) (online []bool)
+	Publish(ctx context.Context, ev Event) (online []bool, err error)
 }

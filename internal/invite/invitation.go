@@ -45,18 +45,47 @@ type Invitation struct {
 	// 0 while the invitation is active.
 	EndedAt int64
 	States  map[string]State
-	// Unannounced holds the changes applied with a Change.Token whose events
-	// are not yet known to have been published, by token; nil when none.
-	// An instance that dies between a change and its announcement leaves the
-	// change here for another instance to announce (Store.ClaimUnannounced).
+	// Push is the invitation's offlinePushInfo, kept so that whichever
+	// instance announces the invitation can request its offline pushes.
+	Push PushInfo
+	// Seq counts the announcements recorded on the invitation so far; the
+	// next one gets Seq+1. It orders them: Announcement.Seq.
+	Seq int64
+	// Unannounced is the invitation's outbox: the changes (its creation
+	// included) whose effects are not yet known to have been carried out,
+	// by token; nil when none. An instance that dies, or a backend that
+	// fails, between a change and its effects leaves the change here to be
+	// announced later, by this instance or another (Store.ClaimUnannounced).
 	Unannounced map[string]Announcement
 }
 
-// Announcement is a change whose event may not have been published yet.
+// Announcement is a recorded change whose effects (events, offline pushes)
+// may not have been carried out yet.
 type Announcement struct {
-	Action Action
-	Actor  string
-	Data   string
+	// Seq orders the announcements of one invitation as their changes were
+	// applied, so that they are announced in that order.
+	Seq    int64
+	Action Action // ActInvite for the creation
+	Actor  string // "" for ActTimeout
+	Data   string // the change's data; "" for ActInvite and ActTimeout
+	// Origin is the connection that made the change: it gets the reply,
+	// not the event. Zero for a change the server made (a timeout).
+	Origin Origin
+}
+
+// Origin names a connection: the instance it is on and its session there.
+type Origin struct {
+	Node    string
+	Session uint64
+}
+
+// PushInfo is the offlinePushInfo of an invite: what an offline push
+// notification should show, or that none is wanted.
+type PushInfo struct {
+	Title       string
+	Desc        string
+	Ext         string
+	DisablePush bool
 }
 
 // Active reports whether at least one invitee is still pending.

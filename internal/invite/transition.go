@@ -14,6 +14,9 @@ const (
 	ActCancel  Action = "cancel"
 	ActModify  Action = "modify"
 	ActTimeout Action = "timeout"
+	// ActInvite names the creation of an invitation in its outbox
+	// (Announcement.Action); it is not a change Apply accepts.
+	ActInvite Action = "invite"
 )
 
 // Change is one requested transition: who asks for what, and when.
@@ -27,10 +30,13 @@ type Change struct {
 	Retention int64
 	// Token, when set, records the change in Invitation.Unannounced until
 	// Store.Announced, so that it is announced even if the instance that
-	// made it dies first. AnnounceBy (ms) is when another instance may take
-	// the announcement over; only stores use it.
+	// made it dies first, or its announcement fails. AnnounceBy (ms) is
+	// when another instance may take the announcement over; only stores
+	// use it.
 	Token      string
 	AnnounceBy int64
+	// Origin is the connection that asked for the change, recorded with it.
+	Origin Origin
 }
 
 // Outcome is what a successful transition did.
@@ -118,7 +124,8 @@ func Apply(inv *Invitation, ch Change) (Outcome, error) {
 		if next.Unannounced == nil {
 			next.Unannounced = make(map[string]Announcement, 1)
 		}
-		next.Unannounced[ch.Token] = Announcement{Action: ch.Action, Actor: ch.Actor, Data: ch.Data}
+		next.Seq++
+		next.Unannounced[ch.Token] = Announcement{Seq: next.Seq, Action: ch.Action, Actor: ch.Actor, Data: ch.Data, Origin: ch.Origin}
 	}
 	if !anyPending(next) {
 		next.EndedAt = ch.Now

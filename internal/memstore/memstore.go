@@ -55,13 +55,16 @@ func New() *Store {
 func (s *Store) Ping(context.Context) error { return nil }
 
 // Create implements invite.Store.
-func (s *Store) Create(_ context.Context, inv *invite.Invitation) error {
+func (s *Store) Create(_ context.Context, inv *invite.Invitation, announceBy int64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.invs[inv.ID]; ok {
 		return fmt.Errorf("create %s: %w", inv.ID, invite.ErrExists)
 	}
 	c := inv.Clone()
+	for token := range c.Unannounced {
+		s.announce[token] = annEntry{id: c.ID, at: announceBy}
+	}
 	s.invs[c.ID] = c
 	if c.Deadline > 0 {
 		s.deadlines[c.ID] = c.Deadline
@@ -101,7 +104,7 @@ func (s *Store) Apply(_ context.Context, id string, ch invite.Change) (invite.Ou
 		s.unindex(u, id)
 	}
 	if out.Ended {
-		if ch.Action != invite.ActTimeout { // a timeout keeps it until announced
+		if ch.Action != invite.ActTimeout { // the timeout loop releases what it fired
 			delete(s.deadlines, id)
 		}
 		heap.Push(&s.expiryQ, timed{next.Expires, id})
@@ -178,17 +181,19 @@ func (s *Store) Announced(_ context.Context, done []invite.Unannounced) error {
 	return nil
 }
 
-// ReleaseDeadline implements invite.Store.
-func (s *Store) ReleaseDeadline(_ context.Context, id string) error {
+// ReleaseDeadlines implements invite.Store.
+func (s *Store) ReleaseDeadlines(_ context.Context, ids []string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.deadlines, id)
+	for _, id := range ids {
+		delete(s.deadlines, id)
+	}
 	return nil
 }
 
 // ClaimDue implements invite.Store. It also reclaims the memory of dropped
 // invitations.
-func (s *Store) ClaimDue(_ context.Context, now int64, lease time.Duration, max int) ([]string, error) {
+func (s *Store) ClaimDue(_ context.Context, now int64, lease time.Duration, max int) ([]string, int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sweep(now)
@@ -207,7 +212,13 @@ func (s *Store) ClaimDue(_ context.Context, now int64, lease time.Duration, max 
 	for _, e := range reclaimed {
 		heap.Push(&s.dueQ, e)
 	}
-	return ids, nil
+	// The queue's head may be stale (handled, or re-queued later): then
+	// the caller wakes early, finds nothing, and is told the next.
+	var next int64
+	if s.dueQ.Len() > 0 {
+		next = s.dueQ[0].at
+	}
+	return ids, next, nil
 }
 
 // sweep forgets invitations dropped at now. Called with mu held.

@@ -19,6 +19,11 @@
 --          the user at most once however often it is published (a timeout
 --          announced again because its first announcer died)
 --
+-- The message is "<eventID>\n<prev>\n<header>\n<frame>", prev being the
+-- eventID of the user's kept event before this one ("" for the first), so
+-- that a receiver can tell that it missed one. Both are "" for an event not
+-- kept.
+--
 -- Returns SPUBLISH's count: how many subscriptions (instances watching the
 -- user) the message reached; -1 when the event was published to this user
 -- before.
@@ -48,8 +53,14 @@ if once ~= '' and redis.call('HEXISTS', KEYS[2], 'once:' .. once) == 1 then
   return -1
 end
 
-local id = ''
+local id, prev = '', ''
 if keep > 0 then
+  -- Read before trimming, which may drop every entry (keep = 1). Entries
+  -- leave only from the oldest end, so the newest is the last one issued.
+  local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
+  if newest then
+    prev = pad(newest[1])
+  end
   -- Trim with XDEL, not XADD MAXLEN: Redis 7.0 records the newest dropped ID
   -- as the stream's max-deleted-entry-id only for XDEL, and replay.lua needs it.
   local over = redis.call('XLEN', KEYS[1]) - keep + 1
@@ -95,4 +106,4 @@ if #fields > 0 then
   end
 end
 
-return redis.call('SPUBLISH', KEYS[3], id .. '\n' .. ARGV[4] .. '\n' .. ARGV[5])
+return redis.call('SPUBLISH', KEYS[3], id .. '\n' .. prev .. '\n' .. ARGV[4] .. '\n' .. ARGV[5])

@@ -21,12 +21,15 @@
 // records the newest dropped ID as the stream's max-deleted-entry-id: a
 // resume after an older ID would miss events.
 //
-// A Pub/Sub message is "<eventID>\n<origin node>\n<origin session>\n<kind>\n<frame>",
-// the eventID empty for an event that is not kept. publish.lua appends to
-// the stream and publishes in one step, so a user's messages go out in
-// eventID order (an event not kept is a plain SPUBLISH); each instance reads
-// a subscription connection in order and hands every message to its hub
-// before reading the next.
+// A Pub/Sub message is "<eventID>\n<prev>\n<origin node>\n<origin session>\n<kind>\n<frame>",
+// prev being the eventID of the user's kept event before it; both are
+// empty for an event that is not kept. publish.lua appends to the stream
+// and publishes in one step, so a user's messages go out in eventID order
+// (an event not kept is a plain SPUBLISH); each instance reads a
+// subscription connection in order and hands every message to its hub
+// before reading the next. A connection that is handed an event whose prev
+// is not the last one it saw has missed some (a Pub/Sub gap) and replays
+// them from the stream.
 //
 // # Subscriptions
 //
@@ -40,7 +43,8 @@
 // connection is pinged every 5 s, and one silent for 10 to 15 s is given up
 // and made again, so that a lost peer is noticed without TCP's help.
 // Events published while a connection is down do not reach its users'
-// live connections; they stay kept for a resume.
+// live connections; they stay kept, and the instance catches its
+// connections up from the streams (Options.OnGap, hub.Delivery.Prev).
 //
 // It needs Redis 7.0 or later: sharded Pub/Sub, "#!lua" scripts, XINFO
 // STREAM's max-deleted-entry-id.
@@ -93,8 +97,10 @@ type Options struct {
 	// OnGap, when set, is called (from Run's goroutine; it must not block)
 	// after a broken subscription connection has been restored, with the
 	// users watched on it: events published to them while it was down were
-	// kept but not delivered live here, so their connections should resume
-	// (signald closes them with 1012; clients log in again with lastEventID).
+	// kept but not delivered live here, so their connections should catch
+	// up from the users' streams (Replay). A connection that receives a
+	// later event notices the gap by itself (hub.Delivery.Prev); OnGap is
+	// for those to which nothing more is sent.
 	OnGap func(users []string)
 }
 
@@ -270,7 +276,7 @@ func (b *Bus) Publish(ctx context.Context, env bus.Envelope) ([]bool, error) {
 		if env.Keep || env.Once != "" {
 			cmds[i] = pipe.EvalSha(ctx, publishScript.Hash(), keys(u), args...)
 		} else {
-			cmds[i] = pipe.SPublish(ctx, b.channel(u), "\n"+header+"\n"+string(env.Frame))
+			cmds[i] = pipe.SPublish(ctx, b.channel(u), "\n\n"+header+"\n"+string(env.Frame))
 		}
 	}
 	_, _ = pipe.Exec(ctx) // errors are the commands'
@@ -312,11 +318,15 @@ func (b *Bus) Publish(ctx context.Context, env bus.Envelope) ([]bool, error) {
 // `after` was dropped and the read are one step. Errors wrap
 // bus.ErrUnavailable.
 func (b *Bus) Replay(ctx context.Context, user, after string) ([][]byte, bool, error) {
-	ms, seq, ok := parseID(after)
-	if !ok {
-		return nil, false, nil
+	args := []any{"", ""}
+	if after != "" {
+		ms, seq, ok := parseID(after)
+		if !ok {
+			return nil, false, nil
+		}
+		args = []any{ms, seq}
 	}
-	res, err := replayScript.Run(ctx, b.c, []string{b.streamKey(user)}, ms, seq).Slice()
+	res, err := replayScript.Run(ctx, b.c, []string{b.streamKey(user)}, args...).Slice()
 	if err != nil {
 		return nil, false, unavailable("replay", err)
 	}
@@ -350,6 +360,33 @@ func (b *Bus) Last(ctx context.Context, user string) (string, error) {
 		return "", fmt.Errorf("redisbus: last: malformed entry ID %q of %s", msgs[0].ID, b.streamKey(user))
 	}
 	return id, nil
+}
+
+// Lasts implements bus.Bus in one round trip. Errors wrap
+// bus.ErrUnavailable.
+func (b *Bus) Lasts(ctx context.Context, users []string) ([]string, error) {
+	out := make([]string, len(users))
+	if len(users) == 0 {
+		return out, nil
+	}
+	pipe := b.c.Pipeline()
+	cmds := make([]*redis.XMessageSliceCmd, len(users))
+	for i, u := range users {
+		cmds[i] = pipe.XRevRangeN(ctx, b.streamKey(u), "+", "-", 1)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, unavailable("lasts", err)
+	}
+	for i, cmd := range cmds {
+		if msgs := cmd.Val(); len(msgs) > 0 {
+			id, ok := padID(msgs[0].ID)
+			if !ok {
+				return nil, fmt.Errorf("redisbus: lasts: malformed entry ID %q of %s", msgs[0].ID, b.streamKey(users[i]))
+			}
+			out[i] = id
+		}
+	}
+	return out, nil
 }
 
 // RungAs implements bus.Bus. Errors wrap bus.ErrUnavailable.

@@ -210,8 +210,8 @@ func TestSilentConnection(t *testing.T) {
 	leaks(t)
 	ctx := context.Background()
 	direct, prefix := redistest.NewClient(t)
-	px := startProxy(t, redistest.Addr(t))
-	viaProxy := redis.NewClient(&redis.Options{Addr: px.addr})
+	px := redistest.StartProxy(t, redistest.Addr(t))
+	viaProxy := redis.NewClient(&redis.Options{Addr: px.Addr})
 	t.Cleanup(func() { viaProxy.Close() })
 
 	logs := newLogRecorder()
@@ -230,7 +230,7 @@ func TestSilentConnection(t *testing.T) {
 	}
 	sink.WaitFor(t, 1)
 
-	px.silence()
+	px.Silence()
 	logs.waitFor(t, "subscriptions restored", 1)
 	if _, err := b.Publish(ctx, env); err != nil {
 		t.Fatal(err)
@@ -246,8 +246,8 @@ func TestRedisRestarted(t *testing.T) {
 	ctx := context.Background()
 	before, _ := redistest.StartServer(t)
 	after, _ := redistest.StartServer(t)
-	px := startProxy(t, before)
-	c := redis.NewClient(&redis.Options{Addr: px.addr})
+	px := redistest.StartProxy(t, before)
+	c := redis.NewClient(&redis.Options{Addr: px.Addr})
 	t.Cleanup(func() { c.Close() })
 	logs := newLogRecorder()
 	hb := bustest.NewHub(t)
@@ -264,7 +264,7 @@ func TestRedisRestarted(t *testing.T) {
 	first, _ := b.Last(ctx, "bob")
 	sink.WaitFor(t, 1)
 
-	px.moveTo(after)
+	px.MoveTo(after)
 	logs.waitFor(t, "subscriptions restored", 1)
 	if online, err := b.Publish(ctx, env); err != nil || !online[0] {
 		t.Fatalf("Publish after the restart: %v, %v", online, err)
@@ -675,99 +675,6 @@ func cpuTime(t *testing.T) time.Duration {
 		t.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// proxy forwards TCP connections to a server. silence makes those open at
-// the time swallow whatever they get, both ways, without closing; moveTo
-// closes them and sends new ones to another server, as a restart of the
-// server would look to a client.
-type proxy struct {
-	addr string
-	ln   net.Listener
-	wg   sync.WaitGroup
-
-	mu     sync.Mutex
-	target string         // guarded by mu
-	conns  []net.Conn     // guarded by mu
-	silent []*atomic.Bool // one per connection pair; guarded by mu
-}
-
-func startProxy(t *testing.T, target string) *proxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{addr: ln.Addr().String(), ln: ln, target: target}
-	p.wg.Go(func() {
-		for {
-			in, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			p.mu.Lock()
-			target := p.target
-			p.mu.Unlock()
-			out, err := net.Dial("tcp", target)
-			if err != nil {
-				in.Close()
-				continue
-			}
-			silent := new(atomic.Bool)
-			p.mu.Lock()
-			p.conns = append(p.conns, in, out)
-			p.silent = append(p.silent, silent)
-			p.mu.Unlock()
-			p.wg.Go(func() { pipe(out, in, silent) })
-			p.wg.Go(func() { pipe(in, out, silent) })
-		}
-	})
-	t.Cleanup(func() {
-		ln.Close()
-		p.closeAll()
-		p.wg.Wait()
-	})
-	return p
-}
-
-func pipe(dst, src net.Conn, silent *atomic.Bool) {
-	defer dst.Close()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 && !silent.Load() {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-func (p *proxy) silence() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, s := range p.silent {
-		s.Store(true)
-	}
-}
-
-func (p *proxy) moveTo(target string) {
-	p.mu.Lock()
-	p.target = target
-	p.mu.Unlock()
-	p.closeAll()
-}
-
-func (p *proxy) closeAll() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns, p.silent = nil, nil
 }
 
 type dialCounter struct{ n *atomic.Int64 }

@@ -3,15 +3,20 @@
 -- dropped.
 --
 -- KEYS[1]  the user's stream of kept events
--- ARGV[1]  the milliseconds part of the entry ID to resume after
+-- ARGV[1]  the milliseconds part of the entry ID to resume after, or ""
+--          to replay every kept event
 -- ARGV[2]  its sequence part
 --
 -- Returns {1, id, frame, id, frame, ...} (entry IDs unpadded, oldest first)
 -- when every kept event after the ID is there, else {0}: the stream is gone
 -- (never written, or expired), the ID is newer than any it issued, or older
--- than what it still keeps.
+-- than what it still keeps. From "" it returns {1, ...} unless an event of
+-- the stream was ever dropped.
 
 if redis.call('EXISTS', KEYS[1]) == 0 then
+  if ARGV[1] == '' then
+    return {1}
+  end
   return {0}
 end
 
@@ -26,6 +31,24 @@ for i = 1, #info, 2 do
   elseif k == 'first-entry' then
     first = info[i + 1] and info[i + 1][1]
   end
+end
+
+if ARGV[1] == '' then
+  local dropped = false
+  for i = 1, #info, 2 do
+    if info[i] == 'max-deleted-entry-id' then
+      dropped = info[i + 1] ~= '0-0'
+    end
+  end
+  if dropped then
+    return {0}
+  end
+  local out = {1}
+  for _, e in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do
+    out[#out + 1] = e[1]
+    out[#out + 1] = e[2][2]
+  end
+  return out
 end
 
 local ams, aseq = tonumber(ARGV[1]), tonumber(ARGV[2])

@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/signald/signald/internal/bus"
+	"github.com/signald/signald/internal/hub"
 )
 
 // watch is one watched user: its channel and where it is subscribed.
@@ -431,10 +432,11 @@ func (d *readDeadline) stop() {
 func (b *Bus) deliver(m *redis.Message) {
 	user, ok := b.userOf(m.Channel)
 	id, rest, ok1 := strings.Cut(m.Payload, "\n")
-	node, rest, ok2 := strings.Cut(rest, "\n")
-	session, rest, ok3 := strings.Cut(rest, "\n")
-	kind, frame, ok4 := strings.Cut(rest, "\n")
-	if !ok || !ok1 || !ok2 || !ok3 || !ok4 || len(frame) < 2 {
+	prev, rest, ok2 := strings.Cut(rest, "\n")
+	node, rest, ok3 := strings.Cut(rest, "\n")
+	session, rest, ok4 := strings.Cut(rest, "\n")
+	kind, frame, ok5 := strings.Cut(rest, "\n")
+	if !ok || !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || len(frame) < 2 {
 		b.log.Warn("redisbus: malformed message", "channel", m.Channel)
 		return
 	}
@@ -442,13 +444,11 @@ func (b *Bus) deliver(m *redis.Message) {
 	if node == b.node {
 		except, _ = strconv.ParseUint(session, 10, 64)
 	}
-	var f []byte
+	d := hub.Delivery{Frame: []byte(frame), ID: id, Prev: prev, Kind: kind}
 	if id != "" {
-		f = bus.WithEventID([]byte(frame), id)
-	} else {
-		f = []byte(frame)
+		d.Frame = bus.WithEventID(d.Frame, id)
 	}
-	b.hub.Deliver(user, f, except, kind)
+	b.hub.Deliver(user, d, except)
 }
 
 // restore subscribes every channel of sh again after its connection broke,

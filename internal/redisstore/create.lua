@@ -3,12 +3,16 @@
 --
 -- KEYS[1]   the invitation's hash
 -- ARGV[1]   Expires (ms since epoch), "0" for never: the key's PEXPIREAT
--- ARGV[2..] the hash's fields and values, in pairs
+-- ARGV[2..] the hash's fields and values, in pairs (its outbox entry, the
+--           a:<token> field of the invitation's creation, among them)
 --
--- Returns 0 (stored) or 6 (the ID is taken): the status codes of store.go.
+-- Returns the status codes of store.go: 0 (statusOK, stored) or 6
+-- (statusExists, the ID is taken).
+
+local OK, EXISTS = 0, 6
 
 if redis.call('EXISTS', KEYS[1]) == 1 then
-  return 6
+  return EXISTS
 end
 -- HSET in chunks: unpack of a very long ARGV would overflow Lua's C stack.
 local n = #ARGV
@@ -21,4 +25,4 @@ end
 if tonumber(ARGV[1]) > 0 then
   redis.call('PEXPIREAT', KEYS[1], ARGV[1])
 end
-return 0
+return OK

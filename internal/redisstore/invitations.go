@@ -30,7 +30,13 @@ const (
 	fEnded       = "ended"
 	fPending     = "pending"
 	fStatePrefix = "s:"
-	// fAnnouncePrefix + token: a change not yet announced (Change.Token).
+	// fSeq: how many announcements were recorded (Invitation.Seq).
+	fSeq = "seq"
+	// fPush: the offlinePushInfo as netstrings of title, desc, ext and
+	// disablePush ("1" or "0"); absent when all are empty.
+	fPush = "push"
+	// fAnnouncePrefix + token: an outbox entry (Invitation.Unannounced), as
+	// netstrings of seq, action, actor, data, origin node, origin session.
 	fAnnouncePrefix = "a:"
 )
 
@@ -47,13 +53,16 @@ const (
 // On Redis Cluster the entries and the invitation are in different slots,
 // and a pipeline to several nodes keeps no order between them, so there the
 // entries take a round trip of their own before the script.
-func (s *Store) Create(ctx context.Context, inv *invite.Invitation) error {
+func (s *Store) Create(ctx context.Context, inv *invite.Invitation, announceBy int64) error {
 	keys := []string{s.invKey(inv.ID)}
 	args := createArgs(inv)
 
 	pipe := s.c.Pipeline()
 	if inv.Deadline > 0 {
 		pipe.ZAddNX(ctx, s.deadlinesKey(), redis.Z{Score: float64(inv.Deadline), Member: inv.ID})
+	}
+	for token := range inv.Unannounced {
+		pipe.ZAdd(ctx, s.announceKey(), redis.Z{Score: float64(announceBy), Member: inv.ID + "\n" + token})
 	}
 	if !inv.OnlineUserOnly {
 		score := math.Inf(1)
@@ -120,14 +129,29 @@ func createArgs(inv *invite.Invitation) []any {
 		fExpires, inv.Expires,
 		fEnded, inv.EndedAt,
 		fPending, pending,
+		fSeq, inv.Seq,
 	}
 	if inv.Invitees != nil {
 		args = append(args, fInvitees, encodeList(inv.Invitees))
 	}
+	if inv.Push != (invite.PushInfo{}) {
+		p := inv.Push
+		args = append(args, fPush, encodeList([]string{p.Title, p.Desc, p.Ext, boolField(p.DisablePush)}))
+	}
 	for u, st := range inv.States {
 		args = append(args, fStatePrefix+u, string(st))
 	}
+	for token, a := range inv.Unannounced {
+		args = append(args, fAnnouncePrefix+token, encodeList([]string{strconv.FormatInt(a.Seq, 10)})+encodeAnnouncement(a))
+	}
 	return args
+}
+
+// encodeAnnouncement encodes a's fields but Seq, which transition.lua
+// numbers itself: netstrings of action, actor, data, origin node and
+// session. A stored entry is the netstring of its Seq followed by these.
+func encodeAnnouncement(a invite.Announcement) string {
+	return encodeList([]string{string(a.Action), a.Actor, a.Data, a.Origin.Node, strconv.FormatUint(a.Origin.Session, 10)})
 }
 
 func boolField(b bool) string {
@@ -141,13 +165,16 @@ func boolField(b bool) string {
 func (s *Store) Apply(ctx context.Context, id string, ch invite.Change) (invite.Outcome, error) {
 	op := string(ch.Action) + " " + id
 	keys := []string{s.invKey(id)}
-	args := []any{string(ch.Action), ch.Actor, ch.Data, ch.Now, ch.Now + ch.Retention, ch.Token, ""}
+	if s.onePipeline {
+		keys = append(keys, s.deadlinesKey())
+	}
+	args := []any{string(ch.Action), ch.Actor, ch.Data, ch.Now, ch.Now + ch.Retention, ch.Token, "", id}
 	var cmd *redis.Cmd
 	if ch.Token != "" {
-		// The recovery entry goes first, in the same round trip on a single
-		// server: a change recorded under the token always has one, and an
-		// entry whose change failed is dropped when it is claimed.
-		args[6] = encodeList([]string{string(ch.Action), ch.Actor, ch.Data})
+		// The outbox entry's index goes first, in the same round trip on a
+		// single server: a change recorded under the token always has one,
+		// and an entry whose change failed is dropped when it is claimed.
+		args[6] = encodeAnnouncement(invite.Announcement{Action: ch.Action, Actor: ch.Actor, Data: ch.Data, Origin: ch.Origin})
 		pipe := s.c.Pipeline()
 		pipe.ZAdd(ctx, s.announceKey(), redis.Z{Score: float64(ch.AnnounceBy), Member: id + "\n" + ch.Token})
 		if s.onePipeline {
@@ -178,6 +205,11 @@ func (s *Store) Apply(ctx context.Context, id string, ch invite.Change) (invite.
 	out, err := decodeOutcome(id, res)
 	if err != nil {
 		return invite.Outcome{}, fmt.Errorf("redisstore: %s: %w", op, err)
+	}
+	if out.Ended && ch.Action != invite.ActTimeout && !s.onePipeline && out.Invitation.Deadline > 0 {
+		// On a cluster the deadline is in another slot than the script's:
+		// forget it here. Failing that, it comes due and is found ended.
+		_ = s.c.ZRem(ctx, s.deadlinesKey(), id).Err()
 	}
 	return out, nil
 }
@@ -293,7 +325,7 @@ func (s *Store) PendingFor(ctx context.Context, user string, now int64) ([]*invi
 
 // ClaimUnannounced implements invite.Store with claim.lua, as ClaimDue.
 func (s *Store) ClaimUnannounced(ctx context.Context, now int64, lease time.Duration, max int) ([]invite.Unannounced, error) {
-	members, err := claimScript.Run(ctx, s.c, []string{s.announceKey()}, now, now+lease.Milliseconds(), max).StringSlice()
+	members, _, err := s.claim(ctx, s.announceKey(), now, lease, max)
 	if err != nil {
 		return nil, unavailable("claim unannounced", err)
 	}
@@ -321,27 +353,61 @@ func (s *Store) Announced(ctx context.Context, done []invite.Unannounced) error 
 	return nil
 }
 
-// ReleaseDeadline implements invite.Store.
-func (s *Store) ReleaseDeadline(ctx context.Context, id string) error {
-	if err := s.c.ZRem(ctx, s.deadlinesKey(), id).Err(); err != nil {
-		return unavailable("release deadline "+id, err)
+// ReleaseDeadlines implements invite.Store.
+func (s *Store) ReleaseDeadlines(ctx context.Context, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	members := make([]any, len(ids))
+	for i, id := range ids {
+		members[i] = id
+	}
+	if err := s.c.ZRem(ctx, s.deadlinesKey(), members...).Err(); err != nil {
+		return unavailable("release deadlines", err)
 	}
 	return nil
 }
 
 // ClaimDue implements invite.Store.
-func (s *Store) ClaimDue(ctx context.Context, now int64, lease time.Duration, max int) ([]string, error) {
+func (s *Store) ClaimDue(ctx context.Context, now int64, lease time.Duration, max int) ([]string, int64, error) {
 	if max <= 0 {
-		return nil, nil
+		return nil, 0, nil
 	}
-	ids, err := claimScript.Run(ctx, s.c, []string{s.deadlinesKey()}, now, now+lease.Milliseconds(), max).StringSlice()
+	ids, next, err := s.claim(ctx, s.deadlinesKey(), now, lease, max)
 	if err != nil {
-		return nil, unavailable("claim due", err)
+		return nil, 0, unavailable("claim due", err)
 	}
-	if len(ids) == 0 {
-		return nil, nil
+	return ids, next, nil
+}
+
+// claim runs claim.lua on key: the members claimed, and the earliest score
+// left unclaimed (0 when none).
+func (s *Store) claim(ctx context.Context, key string, now int64, lease time.Duration, max int) ([]string, int64, error) {
+	res, err := claimScript.Run(ctx, s.c, []string{key}, now, now+lease.Milliseconds(), max).Slice()
+	if err != nil {
+		return nil, 0, err
 	}
-	return ids, nil
+	if len(res) != 2 {
+		return nil, 0, fmt.Errorf("malformed claim reply %v", res)
+	}
+	raw, _ := res[0].([]any)
+	ids := make([]string, 0, len(raw))
+	for _, r := range raw {
+		id, ok := r.(string)
+		if !ok {
+			return nil, 0, fmt.Errorf("malformed claim reply %v", res)
+		}
+		ids = append(ids, id)
+	}
+	var next int64
+	if n, ok := res[1].(string); ok && n != "" {
+		f, err := strconv.ParseFloat(n, 64)
+		if err != nil {
+			return nil, 0, fmt.Errorf("malformed claim reply %v", res)
+		}
+		next = int64(f)
+	}
+	return ids, next, nil
 }
 
 // decodeInvitation rebuilds an invitation from its hash.
@@ -367,6 +433,17 @@ func decodeInvitation(id string, h map[string]string) (*invite.Invitation, error
 	inv.Deadline = num(fDeadline)
 	inv.Expires = num(fExpires)
 	inv.EndedAt = num(fEnded)
+	if _, ok := h[fSeq]; ok {
+		inv.Seq = num(fSeq)
+	}
+	if v, ok := h[fPush]; ok {
+		p, err := decodeList(v)
+		if err != nil || len(p) != 4 {
+			errs = append(errs, fmt.Errorf("field %s: %q", fPush, v))
+		} else {
+			inv.Push = invite.PushInfo{Title: p[0], Desc: p[1], Ext: p[2], DisablePush: p[3] == "1"}
+		}
+	}
 	if v, ok := h[fInvitees]; ok {
 		var err error
 		if inv.Invitees, err = decodeList(v); err != nil {
@@ -377,21 +454,35 @@ func decodeInvitation(id string, h map[string]string) (*invite.Invitation, error
 		if u, ok := strings.CutPrefix(k, fStatePrefix); ok {
 			inv.States[u] = invite.State(v)
 		} else if token, ok := strings.CutPrefix(k, fAnnouncePrefix); ok {
-			a, err := decodeList(v)
-			if err != nil || len(a) != 3 {
-				errs = append(errs, fmt.Errorf("field %s: %q", k, v))
+			a, err := decodeAnnouncement(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("field %s: %w", k, err))
 				continue
 			}
 			if inv.Unannounced == nil {
 				inv.Unannounced = make(map[string]invite.Announcement)
 			}
-			inv.Unannounced[token] = invite.Announcement{Action: invite.Action(a[0]), Actor: a[1], Data: a[2]}
+			inv.Unannounced[token] = a
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("malformed invitation: %w", err)
 	}
 	return inv, nil
+}
+
+func decodeAnnouncement(v string) (invite.Announcement, error) {
+	f, err := decodeList(v)
+	if err != nil || len(f) != 6 {
+		return invite.Announcement{}, fmt.Errorf("malformed announcement %q", v)
+	}
+	seq, err1 := strconv.ParseInt(f[0], 10, 64)
+	session, err2 := strconv.ParseUint(f[5], 10, 64)
+	if err1 != nil || err2 != nil {
+		return invite.Announcement{}, fmt.Errorf("malformed announcement %q", v)
+	}
+	return invite.Announcement{Seq: seq, Action: invite.Action(f[1]), Actor: f[2], Data: f[3],
+		Origin: invite.Origin{Node: f[4], Session: session}}, nil
 }
 
 // encodeList encodes a list of strings as netstrings ("3:bob,5:carol,"),

@@ -5,13 +5,20 @@
 -- contract suite (internal/invite/storetest) holds them to each other.
 --
 -- KEYS[1]  the invitation's hash (its fields are described in store.go)
+-- KEYS[2]  the deadlines sorted set, when it is on the same server (not on
+--          Redis Cluster): a change other than a timeout that ends the
+--          invitation removes its deadline, so that it never comes due
 -- ARGV[1]  action: accept, reject, cancel, modify or timeout
 -- ARGV[2]  actor, "" for timeout
 -- ARGV[3]  data, used by modify
 -- ARGV[4]  now (ms since epoch, on signald's clock, never Redis's)
 -- ARGV[5]  now + retention (ms): Expires, should this change end it
 -- ARGV[6]  the change's announcement token, or "" (Change.Token)
--- ARGV[7]  the announcement to keep under field a:<token> until announced
+-- ARGV[7]  the announcement to keep under field a:<token> until announced,
+--          without its sequence number: netstrings of action, actor, data,
+--          origin node, origin session. The script numbers it (field seq)
+--          and puts the number first.
+-- ARGV[8]  the invitation's ID, its member in KEYS[2]
 --
 -- Returns {status} when the change is refused, or
 -- {0, ended (0 or 1), {changed invitee, ...}, {HGETALL after the change}}.
@@ -104,10 +111,14 @@ end
 -- Read before moving the expiry: an Expires already past on Redis's clock
 -- deletes the key at once.
 if ARGV[6] ~= '' then
-  redis.call('HSET', key, 'a:' .. ARGV[6], ARGV[7])
+  local seq = tostring(redis.call('HINCRBY', key, 'seq', 1))
+  redis.call('HSET', key, 'a:' .. ARGV[6], #seq .. ':' .. seq .. ',' .. ARGV[7])
 end
 local fields = redis.call('HGETALL', key)
 if ended == 1 then
   redis.call('PEXPIREAT', key, ARGV[5])
+  if KEYS[2] and action ~= 'timeout' then
+    redis.call('ZREM', KEYS[2], ARGV[8])
+  end
 end
 return {OK, ended, changed, fields}

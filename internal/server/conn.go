@@ -9,7 +9,6 @@ import (
 	"github.com/coder/websocket"
 	"golang.org/x/time/rate"
 
-	"github.com/signald/signald/internal/bus"
 	"github.com/signald/signald/internal/protocol"
 )
 
@@ -41,15 +40,16 @@ type conn struct {
 	reqMu   sync.Mutex
 	stopped bool // guarded by reqMu: the reader serves no more requests
 
-	// During login, live events wait in held so that the login reply and the
-	// pending invitations go out first.
-	holdMu  sync.Mutex
-	holding bool     // guarded by holdMu
-	held    [][]byte // guarded by holdMu
-	// lastID is the newest eventID queued here. A kept event is sent only
-	// if its ID is greater: one published just before a resume can arrive
-	// live after the replay that already carried it. Guarded by holdMu.
-	lastID string
+	// The connection's place in its user's sequence of kept events, and
+	// the events that wait while it is being brought up to date (at login,
+	// and in a catch-up after a gap): see sequence.go. Guarded by holdMu.
+	holdMu   sync.Mutex
+	holding  bool        // events go to held, not to the queue
+	held     []heldEvent // in arrival order
+	lastID   string      // the newest kept eventID sent (or skipped as its own) here
+	catching bool        // a catch-up is requested or under way
+	recheck  bool        // a gap was reported while holding: catch up once done
+	catchTry int         // failed catch-up attempts in a row
 
 	stopOnce  sync.Once
 	quit      chan struct{} // closed by stop
@@ -71,28 +71,6 @@ func newConn(s *Server, ws *websocket.Conn) *conn {
 
 // Session implements hub.Sink.
 func (c *conn) Session() uint64 { return c.session }
-
-// Send implements hub.Sink: it queues a frame without ever blocking. A
-// connection whose queue is full is too slow to keep up and is closed (1008).
-func (c *conn) Send(frame []byte) bool {
-	c.holdMu.Lock()
-	defer c.holdMu.Unlock()
-	if c.holding {
-		if len(c.held) >= c.srv.cfg.SendQueue {
-			c.stop(websocket.StatusPolicyViolation, "too slow", false)
-			return false
-		}
-		c.held = append(c.held, frame)
-		return true
-	}
-	if id := bus.EventIDOf(frame); id != "" {
-		if id <= c.lastID {
-			return true // sent already, by a replay
-		}
-		c.lastID = id
-	}
-	return c.enqueue(frame)
-}
 
 // enqueue queues a frame even after stop, so that a draining shutdown still
 // writes the reply to the request in flight. A full queue means the client

@@ -35,18 +35,15 @@ func TestMergeByEventID(t *testing.T) {
 	tests := []struct {
 		name         string
 		frames, held []string
-		replayed     bool
 		want         []string
 	}{
-		{"replay, then held after it", []string{"02", "03"}, []string{"03", "04", "-", "05"}, true, []string{"02", "03", "04", "-", "05"}},
-		{"empty replay keeps all held", nil, []string{"04"}, true, []string{"04"}},
-		{"pending before newer live", []string{"01", "02"}, []string{"05"}, false, []string{"01", "02", "05"}},
-		{"pending rung during login, both ways", []string{"01", "11"}, []string{"10", "11", "12"}, false, []string{"01", "10", "11", "12"}},
-		{"frames without IDs are not held back", []string{"-", "03"}, []string{"-", "04"}, false, []string{"-", "-", "03", "04"}},
-		{"nothing held", []string{"01"}, nil, false, []string{"01"}},
+		{"pending before newer live", []string{"01", "02"}, []string{"05"}, []string{"01", "02", "05"}},
+		{"pending rung during login, both ways", []string{"01", "11"}, []string{"10", "11", "12"}, []string{"01", "10", "11", "12"}},
+		{"frames without IDs are not held back", []string{"-", "03"}, []string{"-", "04"}, []string{"-", "-", "03", "04"}},
+		{"nothing held", []string{"01"}, nil, []string{"01"}},
 	}
 	for _, tt := range tests {
-		got := ids(mergeByEventID(frames(tt.frames...), frames(tt.held...), tt.replayed))
+		got := ids(mergeByEventID(frames(tt.frames...), frames(tt.held...)))
 		if !slices.Equal(got, tt.want) {
 			t.Errorf("%s: got %v, want %v", tt.name, got, tt.want)
 		}

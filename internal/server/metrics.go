@@ -9,6 +9,8 @@ type metrics struct {
 	latency    *prometheus.HistogramVec
 	closed     *prometheus.CounterVec
 	slowClosed prometheus.Counter
+	catchUps   *prometheus.CounterVec
+	gapCatchUp prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -39,7 +41,19 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Connections closed because their send queue was full.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.wsOpen, m.logins, m.requests, m.latency, m.closed, m.slowClosed} {
+	m.catchUps = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "signald_catchups_total",
+		Help: "Connections brought up to date from their user's kept events after missing some (a Pub/Sub gap), by result: caught_up, resume (missed events no longer kept: closed 1012 to resume), failed (the bus failed; tried again).",
+	}, []string{"result"})
+	m.gapCatchUp = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "signald_gap_catchup_seconds",
+		Help:    "From a restored Pub/Sub subscription until every connection of its users was checked and caught up.",
+		Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
+	})
+	for _, r := range []string{"caught_up", "resume", "failed"} {
+		m.catchUps.WithLabelValues(r)
+	}
+	for _, c := range []prometheus.Collector{m.wsOpen, m.logins, m.requests, m.latency, m.closed, m.slowClosed, m.catchUps, m.gapCatchUp} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

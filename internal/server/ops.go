@@ -131,15 +131,17 @@ func (c *conn) login(ctx context.Context, req *protocol.Request, start time.Time
 	c.watching = true
 	// Live events now reach c.held. What happened before is replayed from
 	// the user's kept events, or, without a usable lastEventID, the user is
-	// rung again for every invitation still pending.
+	// rung again for every invitation still pending. An empty lastEventID
+	// names no event: it is a fresh login.
 	var frames [][]byte
 	recovered := false
-	if hasLast {
+	if hasLast && lastEventID != "" {
 		frames, recovered, err = b.Replay(rctx, user, lastEventID)
 	}
 	if err == nil && !recovered {
 		frames, err = c.pendingFrames(rctx, user)
 	}
+	// The newest kept event, read after Watch: every later one arrives live.
 	var last string
 	if err == nil {
 		last, err = b.Last(rctx, user)
@@ -155,13 +157,34 @@ func (c *conn) login(ctx context.Context, req *protocol.Request, start time.Time
 	}
 	c.reply(req.ID, protocol.CodeOK, "", data)
 	c.holdMu.Lock()
-	for _, f := range mergeByEventID(frames, c.held, recovered) {
-		if id := bus.EventIDOf(f); id > c.lastID {
-			c.lastID = id
+	if recovered {
+		// A contiguous run after lastEventID: the held events continue it.
+		c.lastID = lastEventID
+		c.sendRangeLocked(frames)
+	} else {
+		// Pending invitations carry the eventIDs they were first rung
+		// under. They go out in eventID order with the events held up to
+		// last, which were published while the login was under way; the
+		// held events after last continue the user's sequence from there.
+		i := 0
+		for ; i < len(c.held); i++ {
+			if id := c.held[i].d.ID; id != "" && id > last {
+				break
+			}
 		}
-		c.enqueue(f)
+		before := make([][]byte, 0, i)
+		for _, h := range c.held[:i] {
+			if !h.own {
+				before = append(before, h.d.Frame)
+			}
+		}
+		for _, f := range mergeByEventID(frames, before) {
+			c.enqueue(f)
+		}
+		c.held = c.held[i:]
+		c.lastID = last
 	}
-	c.held, c.holding = nil, false
+	c.drainHeldLocked()
 	c.holdMu.Unlock()
 	c.srv.m.logins.WithLabelValues("0").Inc()
 	c.observe(protocol.OpLogin, protocol.CodeOK, start)
@@ -192,28 +215,13 @@ func (c *conn) pendingFrames(ctx context.Context, user string) ([][]byte, error)
 	return frames, nil
 }
 
-// mergeByEventID orders what a login sends after its reply: first frames
-// (replayed events, or pending invitations), then the live events held
-// while they were gathered, so that kept events go out in increasing
-// eventID order and none twice. After a replay every held event up to the
-// last replayed one was part of the replay; pending invitations are
-// interleaved with the held events by eventID, as one may have been rung
-// while the login was under way.
-func mergeByEventID(frames, held [][]byte, replayed bool) [][]byte {
+// mergeByEventID orders what a fresh login sends after its reply: the
+// pending invitations (frames, oldest first) and the live events held while
+// they were gathered, interleaved by eventID (an invitation may have been
+// rung while the login was under way), none twice. Frames without an
+// eventID keep their place.
+func mergeByEventID(frames, held [][]byte) [][]byte {
 	out := make([][]byte, 0, len(frames)+len(held))
-	if replayed {
-		out = append(out, frames...)
-		last := ""
-		if len(frames) > 0 {
-			last = bus.EventIDOf(frames[len(frames)-1])
-		}
-		for _, f := range held {
-			if id := bus.EventIDOf(f); id == "" || id > last {
-				out = append(out, f)
-			}
-		}
-		return out
-	}
 	sent := make(map[string]bool, len(frames))
 	i := 0
 	for ; i < len(frames) && bus.EventIDOf(frames[i]) == ""; i++ {
@@ -243,7 +251,7 @@ func (c *conn) undoLogin() {
 		c.watching = false
 	}
 	c.holdMu.Lock()
-	c.held, c.holding = nil, false
+	c.held, c.holding, c.recheck = nil, false, false
 	c.holdMu.Unlock()
 }
 

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"log/slog"
 
 	"github.com/signald/signald/internal/bus"
 	"github.com/signald/signald/internal/invite"
@@ -13,37 +12,30 @@ import (
 // which keeps them and delivers them on every instance. It is the engine's
 // invite.Publisher.
 type Publisher struct {
-	bus  bus.Bus
-	node string
-	log  *slog.Logger
+	bus bus.Bus
 }
 
-// NewPublisher returns a Publisher for the instance named node.
-func NewPublisher(bus bus.Bus, node string, logger *slog.Logger) *Publisher {
-	return &Publisher{bus: bus, node: node, log: logger}
+// NewPublisher returns a Publisher onto b.
+func NewPublisher(b bus.Bus) *Publisher {
+	return &Publisher{bus: b}
 }
 
 // Publish implements invite.Publisher. The frame is encoded once; the bus
-// adds each user's eventID. A bus failure is logged: the state change has
-// happened, and clients learn of it on their next login or getSignalingInfo.
-func (p *Publisher) Publish(ctx context.Context, ev invite.Event) []bool {
+// adds each user's eventID. A bus error is the engine's to handle: it
+// publishes again, and ev.Once keeps anyone from getting the event twice.
+func (p *Publisher) Publish(ctx context.Context, ev invite.Event) ([]bool, error) {
 	env := bus.Envelope{
 		Users:  ev.To,
 		Frame:  encodeEvent(ev),
 		Keep:   !ev.OnlineUserOnly,
-		Except: bus.Origin{Node: p.node, Session: ev.ExceptSession},
+		Except: bus.Origin{Node: ev.Except.Node, Session: ev.Except.Session},
 		Kind:   string(ev.Kind),
 		Once:   ev.Once,
 	}
 	if ev.Kind == invite.EvNewInvitation {
 		env.InviteID = ev.InviteID
 	}
-	online, err := p.bus.Publish(ctx, env)
-	if err != nil {
-		p.log.Error("publishing an event failed", "event", ev.Kind, "inviteID", ev.InviteID, "err", err)
-		return make([]bool, len(ev.To))
-	}
-	return online
+	return p.bus.Publish(ctx, env)
 }
 
 // newInvitationEvent is the onReceiveNewInvitation of inv, with its current

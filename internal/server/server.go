@@ -61,6 +61,11 @@ type Config struct {
 	// clients of a restarting instance do not all reconnect at once.
 	CloseBatch    int
 	CloseInterval time.Duration
+	// CatchUpRate and CatchUpCheckBatch pace the catch-up after a Pub/Sub
+	// gap: at most CatchUpRate replays a second, and users checked
+	// CatchUpCheckBatch per round trip.
+	CatchUpRate       int
+	CatchUpCheckBatch int
 }
 
 // DefaultConfig returns the protocol's defaults.
@@ -76,6 +81,9 @@ func DefaultConfig() Config {
 		RateBurst:      200,
 		CloseBatch:     500,
 		CloseInterval:  100 * time.Millisecond,
+
+		CatchUpRate:       2000,
+		CatchUpCheckBatch: 500,
 	}
 }
 
@@ -91,6 +99,8 @@ func (c Config) validate() error {
 		return errors.New("server: rate limit and burst must be positive")
 	case c.CloseBatch < 1 || c.CloseInterval < 0:
 		return errors.New("server: close batch must be positive and close interval not negative")
+	case c.CatchUpRate < 1 || c.CatchUpCheckBatch < 1:
+		return errors.New("server: catch-up rate and check batch must be positive")
 	}
 	return nil
 }
@@ -111,11 +121,13 @@ type Deps struct {
 // Server serves signald's HTTP surface and owns every WebSocket connection it
 // accepted: Shutdown closes them and waits for their goroutines.
 type Server struct {
-	cfg     Config
-	d       Deps
-	log     *slog.Logger
-	m       *metrics
-	nextSes atomic.Uint64
+	cfg         Config
+	d           Deps
+	log         *slog.Logger
+	m           *metrics
+	nextSes     atomic.Uint64
+	catcher     *catcher
+	stopCatcher context.CancelFunc
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{} // guarded by mu
@@ -137,7 +149,12 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{cfg: cfg, d: d, log: d.Logger, m: m, conns: make(map[*conn]struct{})}, nil
+	s := &Server{cfg: cfg, d: d, log: d.Logger, m: m, conns: make(map[*conn]struct{})}
+	s.catcher = newCatcher(s)
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopCatcher = cancel
+	go s.catcher.run(ctx)
+	return s, nil
 }
 
 // Handler returns the HTTP surface.
@@ -208,29 +225,31 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 }
 
-// Reconnect closes (1012, after the request in flight) every connection of
-// users on this instance, so that their clients log in again and resume
-// from their lastEventID: the bus calls for it when it may have missed
-// events for them (its subscription connection broke and was restored).
-func (s *Server) Reconnect(users []string) {
+// CatchUp brings every connection of users on this instance up to date:
+// the bus calls for it when it may have missed events for them (its
+// subscription connection broke and was restored). Each connection that
+// is behind replays what it missed; only those whose missed events are no
+// longer kept are closed (1012) for their clients to resume. It does not
+// block: the work is paced by the server's catcher.
+func (s *Server) CatchUp(users []string) {
+	s.catcher.check(users)
+}
+
+// connsOf returns the logged-in connections of users here, by user.
+func (s *Server) connsOf(users []string) map[string][]*conn {
 	set := make(map[string]bool, len(users))
 	for _, u := range users {
 		set[u] = true
 	}
+	out := make(map[string][]*conn)
 	s.mu.Lock()
-	var conns []*conn
+	defer s.mu.Unlock()
 	for c := range s.conns {
 		if c.loggedIn.Load() && set[c.user] {
-			conns = append(conns, c)
+			out[c.user] = append(out[c.user], c)
 		}
 	}
-	s.mu.Unlock()
-	for _, c := range conns {
-		c.stop(websocket.StatusServiceRestart, "reconnect and resume", true)
-	}
-	if len(conns) > 0 {
-		s.log.Warn("closed connections that may have missed events; their clients resume", "connections", len(conns))
-	}
+	return out
 }
 
 // Drain turns /readyz to 503 so that load balancers stop sending new
@@ -243,9 +262,11 @@ func (s *Server) Drain() {
 
 // Shutdown turns /readyz to 503, refuses new connections, closes every live
 // one with 1012 (after its in-flight request is answered), in batches of
-// CloseBatch per CloseInterval, and waits for them. When ctx ends first the
-// rest are dropped without a handshake and ctx's error is returned.
+// CloseBatch per CloseInterval, and waits for them, and for the catcher.
+// When ctx ends first the rest are dropped without a handshake and ctx's
+// error is returned.
 func (s *Server) Shutdown(ctx context.Context) error {
+	defer func() { s.stopCatcher(); <-s.catcher.done }()
 	s.mu.Lock()
 	s.closing = true
 	conns := make([]*conn, 0, len(s.conns))

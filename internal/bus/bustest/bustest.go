@@ -52,12 +52,20 @@ func Run(t *testing.T, newFactory func(t *testing.T) NewNodeFunc) {
 	t.Run("AcrossInstances", func(t *testing.T) { testAcross(t, newFactory(t)) })
 }
 
-// Sink records frames, as a connection would receive them.
+// Sink records frames, as a connection would receive them, and every
+// delivery, skipped ones (its own events) included.
 type Sink struct {
 	ID     uint64
 	mu     sync.Mutex
 	frames [][]byte
+	all    []Delivered
 	signal chan struct{}
+}
+
+// Delivered is one delivery to a Sink.
+type Delivered struct {
+	hub.Delivery
+	Skipped bool // the sink's own event: not sent
 }
 
 var nextSession atomic.Uint64
@@ -71,15 +79,51 @@ func NewSink() *Sink {
 func (s *Sink) Session() uint64 { return s.ID }
 
 // Send implements hub.Sink.
-func (s *Sink) Send(frame []byte) bool {
+func (s *Sink) Send(d hub.Delivery) bool {
 	s.mu.Lock()
-	s.frames = append(s.frames, frame)
+	s.frames = append(s.frames, d.Frame)
+	s.all = append(s.all, Delivered{Delivery: d})
 	s.mu.Unlock()
 	select {
 	case s.signal <- struct{}{}:
 	default:
 	}
 	return true
+}
+
+// Skip implements hub.Sink.
+func (s *Sink) Skip(d hub.Delivery) {
+	s.mu.Lock()
+	s.all = append(s.all, Delivered{Delivery: d, Skipped: true})
+	s.mu.Unlock()
+}
+
+// Deliveries returns every delivery so far, skipped ones included.
+func (s *Sink) Deliveries() []Delivered {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.all)
+}
+
+// checkChain requires that the kept events delivered to s, skipped ones
+// included, form one unbroken chain: each names the one before it as
+// Prev, and its ID is the one in its frame. The first may follow anything
+// (first: the Prev it must have, or "*" for any).
+func checkChain(t *testing.T, s *Sink, first string) {
+	t.Helper()
+	prev := first
+	for _, d := range s.Deliveries() {
+		if d.ID == "" {
+			continue
+		}
+		if prev != "*" && d.Prev != prev {
+			t.Fatalf("sink %d: event %s names %q as the one before it, want %q", s.ID, d.ID, d.Prev, prev)
+		}
+		if got := bus.EventIDOf(d.Frame); got != d.ID {
+			t.Fatalf("sink %d: delivery ID %q, frame's eventID %q", s.ID, d.ID, got)
+		}
+		prev = d.ID
+	}
 }
 
 // WaitFor waits until the sink has n frames and returns them.
@@ -181,13 +225,24 @@ func testKeepAndReplay(t *testing.T, f NewNodeFunc) {
 	if frames, ok, err := n.Bus.Replay(ctx, "bob", ids[2]); err != nil || !ok || len(frames) != 0 {
 		t.Fatalf("Replay after the newest = %d, %v, %v; want none, true", len(frames), ok, err)
 	}
-	for _, bad := range []string{"", "garbage", "9" + ids[2], ids[2] + "0"} {
+	for _, bad := range []string{"garbage", "9" + ids[2], ids[2] + "0"} {
 		if _, ok, err := n.Bus.Replay(ctx, "bob", bad); err != nil || ok {
 			t.Fatalf("Replay after %q: recovered %v, %v; want false", bad, ok, err)
 		}
 	}
 	if _, ok, _ := n.Bus.Replay(ctx, "dave", ids[0]); ok {
 		t.Fatal("Replay of another user's ID for a user without events recovered")
+	}
+	// From "": everything kept, for a connection that has seen nothing.
+	if frames, ok, err := n.Bus.Replay(ctx, "bob", ""); err != nil || !ok || len(frames) != 3 || parse(t, frames[0]).EventID != ids[0] {
+		t.Fatalf("Replay from the start = %d frames, %v, %v; want 3, true", len(frames), ok, err)
+	}
+	if frames, ok, err := n.Bus.Replay(ctx, "dave", ""); err != nil || !ok || len(frames) != 0 {
+		t.Fatalf("Replay from the start of a user without events = %d frames, %v, %v; want none, true", len(frames), ok, err)
+	}
+	if lasts, err := n.Bus.Lasts(ctx, []string{"bob", "dave", "carol"}); err != nil || len(lasts) != 3 ||
+		lasts[0] != ids[2] || lasts[1] != "" || lasts[2] == "" {
+		t.Fatalf("Lasts = %q, %v; want [%s \"\" carol's]", lasts, err, ids[2])
 	}
 }
 
@@ -202,11 +257,15 @@ func testTrim(t *testing.T, f NewNodeFunc) {
 		last, _ := n.Bus.Last(ctx, "bob")
 		ids = append(ids, last)
 	}
-	// Events 1..3 are gone: resuming after event 1 or 2 would miss some.
+	// Events 1..3 are gone: resuming after event 1 or 2, or from the
+	// start, would miss some.
 	for _, i := range []int{0, 1} {
 		if _, ok, _ := n.Bus.Replay(ctx, "bob", ids[i]); ok {
 			t.Fatalf("Replay after event %d recovered, though events after it were dropped", i+1)
 		}
+	}
+	if _, ok, _ := n.Bus.Replay(ctx, "bob", ""); ok {
+		t.Fatal("Replay from the start recovered, though events were dropped")
 	}
 	// After event 3, every later event is still kept.
 	frames, ok, err := n.Bus.Replay(ctx, "bob", ids[2])
@@ -253,6 +312,13 @@ func testDelivery(t *testing.T, f NewNodeFunc) {
 		if parse(t, b).N == 2 {
 			t.Fatal("the originating connection received its own event")
 		}
+	}
+	// Every event names the one before it, the phone's own (skipped) too:
+	// a connection can tell whether it missed one.
+	checkChain(t, laptop, "")
+	checkChain(t, phone, "")
+	if d := phone.Deliveries(); len(d) != 2+many || !d[1].Skipped || parse(t, d[1].Frame).N != 2 {
+		t.Fatalf("the phone was not told of its own event in its place: %+v", d[1])
 	}
 }
 
@@ -342,6 +408,8 @@ func testAcross(t *testing.T, f NewNodeFunc) {
 	}
 	checkIncreasing(t, onA.WaitFor(t, 2))
 	checkIncreasing(t, onB.WaitFor(t, 2))
+	checkChain(t, onA, "")
+	checkChain(t, onB, "")
 	other.WaitFor(t, 1)
 	// Replay works on any instance.
 	first, _ := a.Bus.Last(ctx, "carol")

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -46,11 +47,12 @@ func Run(t *testing.T, newStore NewFunc) {
 var idSeq atomic.Int64
 
 // NewInvitation returns an active invitation created at now, as the engine
-// would build it, with a fresh ID: for the suite and for store-specific
-// tests.
+// would build it, with a fresh ID and its creation in its outbox under the
+// token CreationToken(inv): for the suite and for store-specific tests.
 func NewInvitation(now int64, inviter string, timeoutSec int, onlineOnly bool, invitees ...string) *invite.Invitation {
+	n := idSeq.Add(1)
 	inv := &invite.Invitation{
-		ID:             fmt.Sprintf("inv-%d-%d", now, idSeq.Add(1)),
+		ID:             fmt.Sprintf("inv-%d-%d", now, n),
 		Inviter:        inviter,
 		Invitees:       invitees,
 		Data:           `{"cmd":"videoCall"}`,
@@ -58,6 +60,13 @@ func NewInvitation(now int64, inviter string, timeoutSec int, onlineOnly bool, i
 		OnlineUserOnly: onlineOnly,
 		CreatedAt:      now,
 		States:         make(map[string]invite.State),
+		Seq:            1,
+	}
+	inv.Unannounced = map[string]invite.Announcement{CreationToken(inv): {
+		Seq: 1, Action: invite.ActInvite, Actor: inviter, Origin: invite.Origin{Node: "n1", Session: uint64(n)},
+	}}
+	if n%2 == 0 {
+		inv.Push = invite.PushInfo{Title: "Call from " + inviter, Desc: "d,:\n", Ext: `{"k":1}`, DisablePush: n%4 == 0}
 	}
 	if len(invitees) > 1 {
 		inv.GroupID = "g1"
@@ -74,9 +83,16 @@ func NewInvitation(now int64, inviter string, timeoutSec int, onlineOnly bool, i
 	return inv
 }
 
+// CreationToken is the token of the outbox entry of NewInvitation's inv.
+func CreationToken(inv *invite.Invitation) string { return "c-" + inv.ID }
+
+// announceDelay is when, after its creation, the outbox entry of an
+// invitation created by mustCreate may be claimed.
+const announceDelay = 1000
+
 func mustCreate(t *testing.T, s Backend, inv *invite.Invitation) {
 	t.Helper()
-	if err := s.Create(context.Background(), inv); err != nil {
+	if err := s.Create(context.Background(), inv, inv.CreatedAt+announceDelay); err != nil {
 		t.Fatalf("Create(%s): %v", inv.ID, err)
 	}
 }
@@ -98,7 +114,7 @@ func testCreateGet(t *testing.T, s Backend) {
 	if !reflect.DeepEqual(got, inv) {
 		t.Fatalf("Get returned\n%+v\nwant\n%+v", got, inv)
 	}
-	if err := s.Create(ctx, inv); !errors.Is(err, invite.ErrExists) {
+	if err := s.Create(ctx, inv, now+announceDelay); !errors.Is(err, invite.ErrExists) {
 		t.Fatalf("second Create: got %v, want ErrExists", err)
 	}
 	if _, err := s.Get(ctx, "no-such-id", now); !errors.Is(err, invite.ErrNotFound) {
@@ -138,8 +154,10 @@ func testMatchesApply(t *testing.T, s Backend) {
 			}
 			if ch.Action == invite.ActTimeout {
 				ch.Actor, ch.Data = "", ""
-			} else if rng.IntN(2) == 0 {
+			}
+			if rng.IntN(2) == 0 {
 				ch.Token, ch.AnnounceBy = fmt.Sprintf("tok%d.%d", round, step), now+1000
+				ch.Origin = invite.Origin{Node: "n" + strconv.Itoa(step), Session: uint64(rng.IntN(1000))}
 			}
 			want, wantErr := invite.Apply(model, ch)
 			got, gotErr := s.Apply(ctx, model.ID, ch)
@@ -269,16 +287,23 @@ func testClaimDue(t *testing.T, s Backend) {
 	never := NewInvitation(now, "alice", 0, false, "bob")
 	mustCreate(t, s, inv)
 	mustCreate(t, s, never)
+	var next int64
 	claim := func(at int64) []string {
 		t.Helper()
-		ids, err := s.ClaimDue(ctx, at, lease, 100)
+		ids, n, err := s.ClaimDue(ctx, at, lease, 100)
 		if err != nil {
 			t.Fatalf("ClaimDue: %v", err)
 		}
+		next = n
 		return ids
 	}
 	if got := claim(inv.Deadline - 1); len(got) != 0 {
 		t.Fatalf("claimed before the deadline: %v", got)
+	}
+	// The earliest deadline tells the claimer how long it may sleep; a
+	// store may name an earlier one it has forgotten since, never a later.
+	if next == 0 || next > inv.Deadline {
+		t.Fatalf("ClaimDue before the deadline names the next at %d, want %d", next, inv.Deadline)
 	}
 	if got := claim(inv.Deadline); !slices.Equal(got, []string{inv.ID}) {
 		t.Fatalf("ClaimDue at the deadline = %v, want [%s]", got, inv.ID)
@@ -295,14 +320,14 @@ func testClaimDue(t *testing.T, s Backend) {
 	if err != nil || !out.Ended || !slices.Equal(out.Changed, []string{"bob"}) || out.Invitation.States["bob"] != invite.StateTimeout {
 		t.Fatalf("timeout: %+v, %v", out, err)
 	}
-	// Fired but not yet announced: the deadline comes back after the lease,
-	// so that another instance announces it if this one died.
+	// Fired but not released: the deadline comes back after the lease, so
+	// that another instance finishes the job if this one died.
 	after += lease.Milliseconds()
 	if got := claim(after); !slices.Equal(got, []string{inv.ID}) {
-		t.Fatalf("ClaimDue of a fired, unannounced timeout = %v, want [%s]", got, inv.ID)
+		t.Fatalf("ClaimDue of a fired, unreleased timeout = %v, want [%s]", got, inv.ID)
 	}
-	if err := s.ReleaseDeadline(ctx, inv.ID); err != nil {
-		t.Fatalf("ReleaseDeadline: %v", err)
+	if err := s.ReleaseDeadlines(ctx, []string{inv.ID}); err != nil {
+		t.Fatalf("ReleaseDeadlines: %v", err)
 	}
 	if got := claim(after + 2*lease.Milliseconds()); len(got) != 0 {
 		t.Fatalf("claimed after the deadline was released: %v", got)
@@ -311,24 +336,25 @@ func testClaimDue(t *testing.T, s Backend) {
 		t.Fatalf("second timeout: got %v, want ErrEnded", err)
 	}
 
-	// An invitation answered before its deadline may still be claimed at
-	// the deadline (a store may forget deadlines lazily); its timeout then
-	// finds it ended, and once released it is never claimed again.
-	early := NewInvitation(now, "alice", 1, false, "bob")
-	mustCreate(t, s, early)
-	if _, err := s.Apply(ctx, early.ID, invite.Change{Action: invite.ActAccept, Actor: "bob", Now: now + 1, Retention: retention}); err != nil {
-		t.Fatal(err)
-	}
-	if slices.Contains(claim(early.Deadline), early.ID) {
-		if _, err := s.Apply(ctx, early.ID, invite.Change{Action: invite.ActTimeout, Now: early.Deadline, Retention: retention}); !errors.Is(err, invite.ErrEnded) {
-			t.Fatalf("timeout of an answered invitation: got %v, want ErrEnded", err)
-		}
-		if err := s.ReleaseDeadline(ctx, early.ID); err != nil {
+	// An invitation answered, rejected or cancelled before its deadline is
+	// never claimed: its deadline went with the change that ended it, so
+	// that past calls cost the timeout loop nothing.
+	var ended []string
+	for i, ch := range []invite.Change{
+		{Action: invite.ActAccept, Actor: "bob"}, {Action: invite.ActReject, Actor: "bob"}, {Action: invite.ActCancel, Actor: "alice"},
+	} {
+		early := NewInvitation(now+int64(i), "alice", 1, false, "bob")
+		mustCreate(t, s, early)
+		ch.Now, ch.Retention = now+10, retention
+		if _, err := s.Apply(ctx, early.ID, ch); err != nil {
 			t.Fatal(err)
 		}
+		ended = append(ended, early.ID)
 	}
-	if got := claim(early.Deadline + 2*lease.Milliseconds()); slices.Contains(got, early.ID) {
-		t.Fatalf("an answered invitation keeps being claimed: %v", got)
+	for _, id := range claim(now + 10_000) {
+		if slices.Contains(ended, id) {
+			t.Fatalf("an invitation that ended before its deadline was claimed: %s", id)
+		}
 	}
 	if got := claim(now + 48*3600*1000); slices.Contains(got, never.ID) {
 		t.Fatalf("an invitation with timeout 0 was claimed: %v", got)
@@ -394,16 +420,30 @@ func testAnnouncements(t *testing.T, s Backend) {
 	lease := 5 * time.Second
 	inv := NewInvitation(now, "alice", 30, false, "bob", "carol")
 	mustCreate(t, s, inv)
+	created := CreationToken(inv)
 	by := now + 2000
-	if _, err := s.Apply(ctx, inv.ID, invite.Change{Action: invite.ActAccept, Actor: "bob", Data: "yes\n,:{}", Now: now + 1, Token: "t1", AnnounceBy: by}); err != nil {
+	origin := invite.Origin{Node: "node-b", Session: 42}
+	if _, err := s.Apply(ctx, inv.ID, invite.Change{Action: invite.ActAccept, Actor: "bob", Data: "yes\n,:{}", Now: now + 1, Token: "t1", AnnounceBy: by, Origin: origin}); err != nil {
 		t.Fatal(err)
 	}
 	// A refused change: its entry is claimable, its token recorded nowhere.
 	if _, err := s.Apply(ctx, inv.ID, invite.Change{Action: invite.ActAccept, Actor: "mallory", Now: now + 1, Token: "t2", AnnounceBy: by}); !errors.Is(err, invite.ErrForbidden) {
 		t.Fatalf("stranger's accept: %v", err)
 	}
-	got, err := s.Get(ctx, inv.ID, now+2)
-	want := map[string]invite.Announcement{"t1": {Action: invite.ActAccept, Actor: "bob", Data: "yes\n,:{}"}}
+	out, err := s.Apply(ctx, inv.ID, invite.Change{Action: invite.ActTimeout, Now: inv.Deadline, Retention: retention, Token: "t3", AnnounceBy: by})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The outbox in the order of the changes: creation, accept, timeout.
+	want := map[string]invite.Announcement{
+		created: inv.Unannounced[created],
+		"t1":    {Seq: 2, Action: invite.ActAccept, Actor: "bob", Data: "yes\n,:{}", Origin: origin},
+		"t3":    {Seq: 3, Action: invite.ActTimeout},
+	}
+	if !reflect.DeepEqual(out.Invitation.Unannounced, want) || out.Invitation.Seq != 3 {
+		t.Fatalf("outcome's Unannounced = %+v (seq %d); want %+v", out.Invitation.Unannounced, out.Invitation.Seq, want)
+	}
+	got, err := s.Get(ctx, inv.ID, inv.Deadline)
 	if err != nil || !reflect.DeepEqual(got.Unannounced, want) {
 		t.Fatalf("Unannounced = %+v, %v; want %+v", got.Unannounced, err, want)
 	}
@@ -416,23 +456,28 @@ func testAnnouncements(t *testing.T, s Backend) {
 		slices.SortFunc(c, func(a, b invite.Unannounced) int { return strings.Compare(a.Token, b.Token) })
 		return c
 	}
-	if c := claim(by - 1); len(c) != 0 {
+	if c := claim(inv.CreatedAt + announceDelay - 1); len(c) != 0 {
 		t.Fatalf("claimed before AnnounceBy: %v", c)
 	}
-	both := []invite.Unannounced{{ID: inv.ID, Token: "t1"}, {ID: inv.ID, Token: "t2"}}
-	if c := claim(by); !slices.Equal(c, both) {
-		t.Fatalf("ClaimUnannounced at AnnounceBy = %v, want %v", c, both)
+	if c := claim(inv.CreatedAt + announceDelay); !slices.Equal(c, []invite.Unannounced{{ID: inv.ID, Token: created}}) {
+		t.Fatalf("ClaimUnannounced at the creation's AnnounceBy = %v, want its entry", c)
+	}
+	all := []invite.Unannounced{{ID: inv.ID, Token: created}, {ID: inv.ID, Token: "t1"}, {ID: inv.ID, Token: "t2"}, {ID: inv.ID, Token: "t3"}}
+	slices.SortFunc(all, func(a, b invite.Unannounced) int { return strings.Compare(a.Token, b.Token) })
+	changes := slices.DeleteFunc(slices.Clone(all), func(u invite.Unannounced) bool { return u.Token == created })
+	if c := claim(by); !slices.Equal(c, changes) {
+		t.Fatalf("ClaimUnannounced at AnnounceBy = %v, want t1, t2, t3", c)
 	}
 	if c := claim(by + 1); len(c) != 0 {
 		t.Fatalf("claimed again within the lease: %v", c)
 	}
-	if c := claim(by + lease.Milliseconds()); !slices.Equal(c, both) {
-		t.Fatalf("ClaimUnannounced after the lease = %v, want %v", c, both)
+	if c := claim(by + 2*lease.Milliseconds()); !slices.Equal(c, all) {
+		t.Fatalf("ClaimUnannounced after the lease = %v, want %v", c, all)
 	}
-	if err := s.Announced(ctx, both); err != nil {
+	if err := s.Announced(ctx, all); err != nil {
 		t.Fatalf("Announced: %v", err)
 	}
-	if got, err := s.Get(ctx, inv.ID, now+3); err != nil || got.Unannounced != nil {
+	if got, err := s.Get(ctx, inv.ID, inv.Deadline); err != nil || got.Unannounced != nil {
 		t.Fatalf("after Announced: Unannounced = %+v, %v; want none", got.Unannounced, err)
 	}
 	if c := claim(by + 10*lease.Milliseconds()); len(c) != 0 {
