@@ -22,6 +22,7 @@ import (
 	"github.com/signald/signald/internal/auth"
 	"github.com/signald/signald/internal/bus"
 	"github.com/signald/signald/internal/group"
+	"github.com/signald/signald/internal/health"
 	"github.com/signald/signald/internal/hub"
 	"github.com/signald/signald/internal/invite"
 	"github.com/signald/signald/internal/memstore"
@@ -49,6 +50,9 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 		if err != nil {
 			return err
 		}
+		// go-redis logs (dial failures, pool trouble) through one
+		// process-wide logger: make it ours, so JSON logs stay JSON.
+		redis.SetLogger(redisLogger{logger})
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		d, err := Start(ctx, o, logger, reg, reg)
@@ -149,7 +153,11 @@ func Start(ctx context.Context, o Options, logger *slog.Logger, reg prometheus.R
 		logger.Warn("development mode: userSig secret and admin token are well-known values; never expose this server")
 	}
 	var steps shutdownSteps
-	store, err := openStore(ctx, o, logger)
+	node := o.NodeID
+	if node == "" {
+		node = rand.Text()[:12]
+	}
+	store, err := openStore(ctx, o, node, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -158,14 +166,16 @@ func Start(ctx context.Context, o Options, logger *slog.Logger, reg prometheus.R
 		steps.run(context.Background(), logger)
 		return nil, err
 	}
+	monitor, err := health.New(store, health.Options{Name: storeName(o), Logger: logger, Registry: reg})
+	if err != nil {
+		return fail(err)
+	}
+	monitor.Check(ctx) // so that /readyz is right from the first probe
+	steps.goLoop("store health", monitor.Run)
 
 	hb, err := hub.NewHub(reg)
 	if err != nil {
 		return fail(err)
-	}
-	node := o.NodeID
-	if node == "" {
-		node = rand.Text()[:12]
 	}
 	// The bus exists before the server; the server that receives its gap
 	// reports is filled in once made.
@@ -188,9 +198,12 @@ func Start(ctx context.Context, o Options, logger *slog.Logger, reg prometheus.R
 	if err != nil {
 		return fail(err)
 	}
+	if o.Server.MaxConnections == 0 {
+		o.Server.MaxConnections = autoMaxConnections(fileLimit())
+	}
 	srv, err := server.New(o.Server, server.Deps{
 		Engine: engine, Hub: hb, Bus: bs, Verifier: auth.NewVerifier([]byte(o.JWTSecret), o.JWTLeeway),
-		Store: store, Admin: group.NewAdminHandler(store, o.AdminToken, logger),
+		Health: monitor, Admin: group.NewAdminHandler(store, o.AdminToken, logger),
 		Logger: logger, Registry: reg, Gatherer: gather,
 	})
 	if err != nil {
@@ -204,6 +217,7 @@ func Start(ctx context.Context, o Options, logger *slog.Logger, reg prometheus.R
 	if err != nil {
 		return fail(fmt.Errorf("listen on %s: %w", o.Addr, err))
 	}
+	ln = srv.Listener(ln)
 	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
@@ -222,7 +236,7 @@ func Start(ctx context.Context, o Options, logger *slog.Logger, reg prometheus.R
 		}
 		steps.add("pprof", stop)
 	}
-	logger.Info("signald listening", "addr", ln.Addr().String(), "store", storeName(o), "node", node, "dev", o.Dev)
+	logger.Info("signald listening", "addr", ln.Addr().String(), "store", storeName(o), "node", node, "dev", o.Dev, "maxConnections", o.Server.MaxConnections)
 
 	d := &Daemon{Addr: ln.Addr().String(), done: make(chan error, 1)}
 	go func() {
@@ -254,6 +268,17 @@ func Start(ctx context.Context, o Options, logger *slog.Logger, reg prometheus.R
 		d.done <- cause
 	}()
 	return d, nil
+}
+
+// autoMaxConnections is the connection cap for a file limit: the limit less
+// a reserve (a tenth, at least 64) for Redis connections, the listener and
+// files, so that a full server still answers the next client and keeps
+// its own connections working. 0 (no cap) when the limit is unknown.
+func autoMaxConnections(limit int) int {
+	if limit <= 0 {
+		return 0
+	}
+	return max(limit-max(64, limit/10), 1)
 }
 
 func storeName(o Options) string {
@@ -321,11 +346,11 @@ type redisBackend struct {
 
 func (r redisBackend) Close() error { return r.client.Close() }
 
-func openStore(ctx context.Context, o Options, logger *slog.Logger) (closingBackend, error) {
+func openStore(ctx context.Context, o Options, node string, logger *slog.Logger) (closingBackend, error) {
 	if o.RedisURL == "" {
 		return memBackend{memstore.New()}, nil
 	}
-	client, err := newRedisClient(o)
+	client, err := newRedisClient(o, "signald-"+node)
 	if err != nil {
 		return nil, err
 	}
@@ -348,7 +373,11 @@ func openStore(ctx context.Context, o Options, logger *slog.Logger) (closingBack
 // SIGNALD_REDIS_URL: a single server, a Sentinel-managed primary (the URL
 // names the sentinels and master_name), or a Redis Cluster (the URL names
 // seed nodes). go-redis's URL parameters (timeouts, pool size) apply to all.
-func newRedisClient(o Options) (redis.UniversalClient, error) {
+//
+// Every connection is named (CLIENT SETNAME) name, so that an operator
+// reading CLIENT LIST, or a test, can tell the instances apart; a
+// client_name in the URL wins.
+func newRedisClient(o Options, name string) (redis.UniversalClient, error) {
 	switch o.RedisMode {
 	case "sentinel":
 		fo, err := redis.ParseFailoverURL(o.RedisURL)
@@ -358,11 +387,17 @@ func newRedisClient(o Options) (redis.UniversalClient, error) {
 		if fo.MasterName == "" {
 			return nil, errors.New("SIGNALD_REDIS_URL (sentinel) needs ?master_name=")
 		}
+		if fo.ClientName == "" {
+			fo.ClientName = name
+		}
 		return redis.NewFailoverClient(fo), nil
 	case "cluster":
 		co, err := redis.ParseClusterURL(o.RedisURL)
 		if err != nil {
 			return nil, fmt.Errorf("SIGNALD_REDIS_URL (cluster): %w", err)
+		}
+		if co.ClientName == "" {
+			co.ClientName = name
 		}
 		return redis.NewClusterClient(co), nil
 	default:
@@ -370,8 +405,19 @@ func newRedisClient(o Options) (redis.UniversalClient, error) {
 		if err != nil {
 			return nil, fmt.Errorf("SIGNALD_REDIS_URL: %w", err)
 		}
+		if ro.ClientName == "" {
+			ro.ClientName = name
+		}
 		return redis.NewClient(ro), nil
 	}
+}
+
+// redisLogger hands go-redis's log lines to slog, at warn: they tell of
+// connections that failed.
+type redisLogger struct{ l *slog.Logger }
+
+func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	r.l.WarnContext(ctx, strings.TrimPrefix(fmt.Sprintf(format, v...), "redis: "), "component", "go-redis")
 }
 
 // shutdownSteps runs named teardown steps in reverse order of setup.

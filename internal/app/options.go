@@ -100,6 +100,9 @@ func (o *Options) validate() error {
 	if o.Server.SendQueue < o.EventsKept+16 {
 		errs = append(errs, fmt.Errorf("send queue (%d) must hold the events replayed on a login (%d) and some more", o.Server.SendQueue, o.EventsKept))
 	}
+	if o.Server.MaxConnections < 0 {
+		errs = append(errs, errors.New("max connections must not be negative (0: from the open-file limit)"))
+	}
 	if o.ShutdownTimeout <= 0 || o.JWTLeeway < 0 || o.DrainPeriod < 0 {
 		errs = append(errs, errors.New("shutdown timeout must be positive, JWT leeway and drain period not negative"))
 	}
@@ -204,6 +207,7 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (Opt
 	e.integer(&o.Server.RateBurst, "rate-burst", "SIGNALD_RATE_BURST", "request burst per connection")
 	origins := ""
 	e.str(&origins, "allowed-origins", "SIGNALD_ALLOWED_ORIGINS", "comma-separated browser origin patterns allowed besides the server's own host")
+	e.integer(&o.Server.MaxConnections, "max-connections", "SIGNALD_MAX_CONNECTIONS", "most TCP connections open at once, more are answered 503; 0: the open-file limit less a reserve for Redis and files")
 	e.integer(&o.Engine.MaxInvitees, "max-invitees", "SIGNALD_MAX_INVITEES", "longest inviteeList")
 	e.duration(&o.Engine.MaxLifetime, "max-lifetime", "SIGNALD_MAX_LIFETIME", "maximum timeout, and lifetime of invitations without one")
 	e.duration(&o.Engine.Retention, "retention", "SIGNALD_RETENTION", "how long an ended invitation stays readable")

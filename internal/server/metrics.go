@@ -11,6 +11,7 @@ type metrics struct {
 	slowClosed prometheus.Counter
 	catchUps   *prometheus.CounterVec
 	gapCatchUp prometheus.Histogram
+	refused    prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -50,10 +51,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Help:    "From a restored Pub/Sub subscription until every connection of its users was checked and caught up.",
 		Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
 	})
+	m.refused = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "signald_connections_refused_total",
+		Help: "TCP connections answered 503 and closed because the server was at its connection limit (SIGNALD_MAX_CONNECTIONS).",
+	})
 	for _, r := range []string{"caught_up", "resume", "failed"} {
 		m.catchUps.WithLabelValues(r)
 	}
-	for _, c := range []prometheus.Collector{m.wsOpen, m.logins, m.requests, m.latency, m.closed, m.slowClosed, m.catchUps, m.gapCatchUp} {
+	for _, c := range []prometheus.Collector{m.wsOpen, m.logins, m.requests, m.latency, m.closed, m.slowClosed, m.catchUps, m.gapCatchUp, m.refused} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -39,9 +39,10 @@ type Verifier interface {
 	Verify(userID, userSig string) error
 }
 
-// Pinger reports whether the store can be reached, for /readyz.
-type Pinger interface {
-	Ping(ctx context.Context) error
+// Health reports whether the store can serve, for /readyz: nil while it
+// can (health.Monitor, which pings it in the background).
+type Health interface {
+	Err() error
 }
 
 // Config holds the connection limits. Zero values are not defaults: use
@@ -66,6 +67,8 @@ type Config struct {
 	// CatchUpCheckBatch per round trip.
 	CatchUpRate       int
 	CatchUpCheckBatch int
+	// MaxConnections caps the open TCP connections (Listener); 0: no cap.
+	MaxConnections int
 }
 
 // DefaultConfig returns the protocol's defaults.
@@ -101,6 +104,8 @@ func (c Config) validate() error {
 		return errors.New("server: close batch must be positive and close interval not negative")
 	case c.CatchUpRate < 1 || c.CatchUpCheckBatch < 1:
 		return errors.New("server: catch-up rate and check batch must be positive")
+	case c.MaxConnections < 0:
+		return errors.New("server: max connections must not be negative")
 	}
 	return nil
 }
@@ -111,7 +116,7 @@ type Deps struct {
 	Hub      *hub.Hub
 	Bus      bus.Bus
 	Verifier Verifier
-	Store    Pinger
+	Health   Health
 	Admin    http.Handler // the group admin API; it routes its own full /v1/groups/... paths
 	Logger   *slog.Logger
 	Registry prometheus.Registerer
@@ -141,7 +146,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	if d.Engine == nil || d.Hub == nil || d.Bus == nil || d.Verifier == nil || d.Store == nil || d.Admin == nil ||
+	if d.Engine == nil || d.Hub == nil || d.Bus == nil || d.Verifier == nil || d.Health == nil || d.Admin == nil ||
 		d.Logger == nil || d.Registry == nil || d.Gatherer == nil {
 		return nil, errors.New("server: every dependency is required")
 	}
@@ -181,9 +186,7 @@ func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte("shutting down\n"))
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	if err := s.d.Store.Ping(ctx); err != nil {
+	if err := s.d.Health.Err(); err != nil {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = w.Write([]byte("store unreachable\n"))
 		return

@@ -30,6 +30,7 @@ type deployment struct {
 	redisMode string            // single, sentinel or cluster
 	prefix    string            // SIGNALD_REDIS_PREFIX, own to the test
 	settings  map[string]string // further SIGNALD_* variables
+	wrap      []string          // a command that runs signald, such as prlimit; none when empty
 }
 
 func newDeployment(t *testing.T, redisURL, mode string, settings map[string]string) *deployment {
@@ -72,7 +73,8 @@ func (d *deployment) startWith(node string, own map[string]string) *instance {
 		for k, v := range own {
 			env = append(env, k+"="+v)
 		}
-		in := &instance{proc: startProc(d.t, "signald "+node, env, signaldBin, "serve", "--dev"), node: node, addr: addr}
+		cmd := append(append(append([]string{}, d.wrap...), signaldBin), "serve", "--dev")
+		in := &instance{proc: startProc(d.t, "signald "+node, env, cmd[0], cmd[1:]...), node: node, addr: addr}
 		err := in.waitReady(waitFor)
 		if err == nil {
 			return in
