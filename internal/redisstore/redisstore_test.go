@@ -117,8 +117,8 @@ type slotChecker struct {
 	// single: the store is on one server, where transition.lua is also
 	// given the deadlines set, which it never is on a cluster.
 	single bool
-	mu   sync.Mutex
-	seen map[string]int // script SHA1 → calls checked; guarded by mu
+	mu     sync.Mutex
+	seen   map[string]int // script SHA1 → calls checked; guarded by mu
 }
 
 func newSlotChecker(t testing.TB) *slotChecker {
