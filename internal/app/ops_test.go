@@ -118,7 +118,9 @@ func TestSlowClientIsClosed(t *testing.T) {
 	o := baseOptions(t, "memory")
 	o.Server.SendQueue = 32
 	o.EventsKept = 8
-	o.Server.WriteTimeout = 500 * time.Millisecond
+	// Long enough never to close the slow client before its queue does,
+	// however slowly this machine runs the loop below.
+	o.Server.WriteTimeout = waitFor
 	o.Server.RateLimit, o.Server.RateBurst = 1e9, 1e9
 	dm := startDaemon(t, o)
 	mustAdmin(t, dm, "PUT", "/v1/groups/g/members", `{"members":["alice","slow","fast"]}`)
@@ -146,7 +148,8 @@ func TestSlowClientIsClosed(t *testing.T) {
 	// fast's queue never holds more than a frame or two: only slow falls
 	// behind, and alice is never held up by it.
 	for i := range n {
-		id := decode[string](t, mustCall(t, alice, protocol.OpInviteInGroup, map[string]any{"groupID": "g", "inviteeList": []string{"slow", "fast"}, "data": data}).Data)
+		// Timeout 0: however long the loop takes, none times out meanwhile.
+		id := decode[string](t, mustCall(t, alice, protocol.OpInviteInGroup, map[string]any{"groupID": "g", "inviteeList": []string{"slow", "fast"}, "data": data, "timeout": 0}).Data)
 		if f := next(t, fast); f.Event != "onReceiveNewInvitation" || f.InviteID != id {
 			t.Fatalf("fast client, invitation %d: %+v", i, f)
 		}
