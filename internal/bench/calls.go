@@ -108,6 +108,10 @@ type callsRun struct {
 
 	inviteReply, delivery *Histogram
 	byKind                [numKinds]*Histogram // invite → the kind's final frame
+	// lateness: how long after its deadline a timeout reached its inviter,
+	// the deadline taken as the invite's sending plus its timeout: an upper
+	// bound, as the server starts the clock a little later.
+	lateness *Histogram
 
 	from, to   atomic.Int64 // measured window, ns since epoch; from is MaxInt64 until the warmup ends
 	started    [numKinds]atomic.Int64
@@ -494,7 +498,7 @@ func runCalls(ctx context.Context, cfg *Config, d *Dialer, p *probe, rep *Report
 	r := &callsRun{
 		cfg: cfg, data: cfg.inviteData(), epoch: time.Now(),
 		pairs: make([]*pair, cfg.Pairs), free: make(chan *pair, cfg.Pairs), slots: make(chan struct{}, cfg.Inflight),
-		inviteReply: NewHistogram(), delivery: NewHistogram(),
+		inviteReply: NewHistogram(), delivery: NewHistogram(), lateness: NewHistogram(),
 	}
 	for k := range r.byKind {
 		r.byKind[k] = NewHistogram()
@@ -618,6 +622,7 @@ func runCalls(ctx context.Context, cfg *Config, d *Dialer, p *probe, rep *Report
 	rep.addLatency("invite → onInviteeRejected", r.byKind[kindReject])
 	rep.addLatency("invite → cancelled (reply + callee event)", r.byKind[kindCancel])
 	rep.addLatency("invite(timeout 1) → onInvitationTimeout", r.byKind[kindTimeout])
+	rep.addLatency("timeout lateness: deadline → onInvitationTimeout", r.lateness)
 	rep.note("latencies count setups started after the warmup; throughput counts completions between the warmup's end and -duration's end")
 	if r.started[kindTimeout].Load() > 0 {
 		rep.note("timeout invitations go from a pair's callee to its caller beside the pair's setups, without an -inflight slot; they are in the delivery latency but not in the setup latency")

@@ -125,6 +125,7 @@ func (r *callsRun) timeoutFrame(p *pair, onCaller bool, f *Frame, now time.Time)
 			r.timeoutsToCaller.Add(1)
 			if t.measured {
 				r.byKind[kindTimeout].Record(now.Sub(t.start))
+				r.lateness.Record(max(now.Sub(t.start)-time.Second, 0))
 			}
 		}
 		t.pending &^= bit

@@ -220,6 +220,13 @@ func (e *Engine) effects(ctx context.Context, inv *Invitation, token string, a A
 // entries are announced, tries again the announcements that failed here,
 // and takes over the entries whose announcer did not finish in time.
 func (e *Engine) tidyOutbox(ctx context.Context) {
+	e.tellDone(ctx)
+	e.retryDue(ctx)
+	e.takeOver(ctx)
+}
+
+// tellDone tells the store which entries are announced, in one call.
+func (e *Engine) tellDone(ctx context.Context) {
 	if done := e.out.takeDone(); len(done) > 0 {
 		err := e.store.Announced(ctx, done)
 		e.out.told(done)
@@ -227,8 +234,6 @@ func (e *Engine) tidyOutbox(ctx context.Context) {
 			e.storeErr("announced", err) // claimed after their lease, announced once by Once
 		}
 	}
-	e.retryDue(ctx)
-	e.takeOver(ctx)
 }
 
 // retryDue tries again the announcements that failed here and are due.

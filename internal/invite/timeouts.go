@@ -37,6 +37,7 @@ func (e *Engine) Run(ctx context.Context) error {
 			t.Reset(max(at.Sub(e.now()), time.Millisecond))
 			select {
 			case <-ctx.Done():
+				e.flushAnnounced()
 				return nil
 			case <-t.C:
 				break sleep
@@ -44,6 +45,15 @@ func (e *Engine) Run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// flushAnnounced tells the store, on the way out, which announcements are
+// done, so that no other instance announces them again (harmlessly, but
+// for nothing) after their lease.
+func (e *Engine) flushAnnounced() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	e.tellDone(ctx)
 }
 
 // noteDeadline wakes Run for a deadline created here, should it plan to
