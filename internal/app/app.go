@@ -202,7 +202,7 @@ func Start(ctx context.Context, o Options, logger *slog.Logger, reg prometheus.R
 		o.Server.MaxConnections = autoMaxConnections(fileLimit())
 	}
 	srv, err := server.New(o.Server, server.Deps{
-		Engine: engine, Hub: hb, Bus: bs, Verifier: auth.NewVerifier([]byte(o.JWTSecret), o.JWTLeeway),
+		Engine: engine, Hub: hb, Bus: bs, Node: node, Verifier: auth.NewVerifier([]byte(o.JWTSecret), o.JWTLeeway),
 		Health: monitor, Admin: group.NewAdminHandler(store, o.AdminToken, logger),
 		Logger: logger, Registry: reg, Gatherer: gather,
 	})

@@ -61,7 +61,7 @@ type Bus interface {
 	// first, and whether that is all of them: false when after is not an ID
 	// this bus issued to user, or older than what is still kept. With after
 	// "" it returns every kept event, and whether none was ever dropped.
-	Replay(ctx context.Context, user, after string) (frames [][]byte, recovered bool, err error)
+	Replay(ctx context.Context, user, after string) (events []Kept, recovered bool, err error)
 	// Last returns the ID of user's newest kept event, "" if none.
 	Last(ctx context.Context, user string) (string, error)
 	// Lasts is Last for many users at once (one round trip on Redis).
@@ -69,6 +69,24 @@ type Bus interface {
 	// RungAs returns, for each of inviteIDs, the eventID under which user's
 	// onReceiveNewInvitation was kept ("" when no longer known).
 	RungAs(ctx context.Context, user string, inviteIDs []string) ([]string, error)
+}
+
+// Kept is a kept event as Replay returns it.
+type Kept struct {
+	Frame []byte // with its eventID
+	// Origin is the connection that caused the event (Envelope.Except),
+	// zero for none: a connection catching up on its own sequence skips
+	// its own events, as it skipped them live.
+	Origin Origin
+}
+
+// Frames returns the frames of events.
+func Frames(events []Kept) [][]byte {
+	out := make([][]byte, len(events))
+	for i, e := range events {
+		out[i] = e.Frame
+	}
+	return out
 }
 
 // ErrUnavailable wraps failures to reach the bus's backend.

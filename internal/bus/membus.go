@@ -45,8 +45,9 @@ type userLog struct {
 }
 
 type keptEvent struct {
-	seq   uint64
-	frame []byte
+	seq    uint64
+	frame  []byte
+	origin Origin
 }
 
 // NewMemBus returns a bus delivering to hub that keeps the last keep events
@@ -116,7 +117,7 @@ func (b *MemBus) Publish(_ context.Context, env Envelope) ([]bool, error) {
 			l.seq++
 			d.ID = b.id(l.seq)
 			d.Frame = WithEventID(env.Frame, d.ID)
-			l.events = append(l.events, keptEvent{l.seq, d.Frame})
+			l.events = append(l.events, keptEvent{l.seq, d.Frame, env.Except})
 			if over := len(l.events) - b.keep; over > 0 {
 				l.trimmed = l.events[over-1].seq
 				l.events = append(l.events[:0], l.events[over:]...)
@@ -150,7 +151,7 @@ func (b *MemBus) Watch(context.Context, string) error { return nil }
 func (b *MemBus) Unwatch(string) {}
 
 // Replay implements Bus.
-func (b *MemBus) Replay(_ context.Context, user, after string) ([][]byte, bool, error) {
+func (b *MemBus) Replay(_ context.Context, user, after string) ([]Kept, bool, error) {
 	var seq uint64
 	if after != "" {
 		var ok bool
@@ -168,13 +169,13 @@ func (b *MemBus) Replay(_ context.Context, user, after string) ([][]byte, bool, 
 	if seq > l.seq || seq < l.trimmed {
 		return nil, false, nil
 	}
-	var frames [][]byte
+	var events []Kept
 	for _, e := range l.events {
 		if e.seq > seq {
-			frames = append(frames, e.frame)
+			events = append(events, Kept{Frame: e.frame, Origin: e.origin})
 		}
 	}
-	return frames, true, nil
+	return events, true, nil
 }
 
 // Last implements Bus.

@@ -16,8 +16,11 @@
 -- ARGV[4]  the message header: "<origin node>\n<origin session>\n<kind>"
 -- ARGV[5]  the frame
 -- ARGV[6]  a key unique to this event, or "": an event with a key reaches
---          the user at most once however often it is published (a timeout
---          announced again because its first announcer died)
+--          the user at most once however often it is published (an
+--          announcement made again because its first try failed part-way)
+-- ARGV[7]  the connection that caused the event, "<node>\n<session>", or
+--          "": kept beside the frame (field o), so that this connection,
+--          catching up after a gap, skips it as it did live
 --
 -- The message is "<eventID>\n<prev>\n<header>\n<frame>", prev being the
 -- eventID of the user's kept event before this one ("" for the first), so
@@ -69,7 +72,11 @@ if keep > 0 then
       redis.call('XDEL', KEYS[1], e[1])
     end
   end
-  id = pad(redis.call('XADD', KEYS[1], '*', 'f', ARGV[5]))
+  if ARGV[7] ~= '' then
+    id = pad(redis.call('XADD', KEYS[1], '*', 'f', ARGV[5], 'o', ARGV[7]))
+  else
+    id = pad(redis.call('XADD', KEYS[1], '*', 'f', ARGV[5]))
+  end
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 

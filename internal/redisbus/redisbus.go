@@ -268,7 +268,11 @@ func (b *Bus) Publish(ctx context.Context, env bus.Envelope) ([]bool, error) {
 	if env.Keep {
 		keep = b.keep
 	}
-	args := []any{keep, b.retain, env.InviteID, header, env.Frame, env.Once}
+	origin := ""
+	if env.Except.Session != 0 {
+		origin = env.Except.Node + "\n" + strconv.FormatUint(env.Except.Session, 10)
+	}
+	args := []any{keep, b.retain, env.InviteID, header, env.Frame, env.Once, origin}
 
 	cmds := make([]redis.Cmder, len(env.Users))
 	pipe := b.c.Pipeline()
@@ -317,7 +321,7 @@ func (b *Bus) Publish(ctx context.Context, env bus.Envelope) ([]bool, error) {
 // Replay implements bus.Bus with replay.lua: the check that nothing after
 // `after` was dropped and the read are one step. Errors wrap
 // bus.ErrUnavailable.
-func (b *Bus) Replay(ctx context.Context, user, after string) ([][]byte, bool, error) {
+func (b *Bus) Replay(ctx context.Context, user, after string) ([]bus.Kept, bool, error) {
 	args := []any{"", ""}
 	if after != "" {
 		ms, seq, ok := parseID(after)
@@ -330,20 +334,26 @@ func (b *Bus) Replay(ctx context.Context, user, after string) ([][]byte, bool, e
 	if err != nil {
 		return nil, false, unavailable("replay", err)
 	}
-	if len(res) == 0 || res[0] != int64(1) || len(res)%2 != 1 {
+	if len(res) == 0 || res[0] != int64(1) || len(res)%3 != 1 {
 		return nil, false, nil
 	}
-	frames := make([][]byte, 0, len(res)/2)
-	for i := 1; i < len(res); i += 2 {
+	events := make([]bus.Kept, 0, len(res)/3)
+	for i := 1; i < len(res); i += 3 {
 		raw, _ := res[i].(string)
 		frame, _ := res[i+1].(string)
+		origin, _ := res[i+2].(string)
 		id, ok := padID(raw)
 		if !ok || len(frame) < 2 {
 			return nil, false, fmt.Errorf("redisbus: replay: malformed entry %q of %s", raw, b.streamKey(user))
 		}
-		frames = append(frames, bus.WithEventID([]byte(frame), id))
+		k := bus.Kept{Frame: bus.WithEventID([]byte(frame), id)}
+		if node, session, ok := strings.Cut(origin, "\n"); ok {
+			k.Origin.Node = node
+			k.Origin.Session, _ = strconv.ParseUint(session, 10, 64)
+		}
+		events = append(events, k)
 	}
-	return frames, true, nil
+	return events, true, nil
 }
 
 // Last implements bus.Bus. Errors wrap bus.ErrUnavailable.

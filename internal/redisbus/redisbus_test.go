@@ -418,8 +418,8 @@ func testScriptsFlushed(t *testing.T, c redis.UniversalClient, flush func() erro
 		t.Fatal(err)
 	}
 	frames, ok, err := b.Replay(ctx, users[0], firsts[0])
-	if err != nil || !ok || len(frames) != 1 || !strings.Contains(string(frames[0]), firsts[1]) {
-		t.Fatalf("Replay = %q, %v, %v", frames, ok, err)
+	if err != nil || !ok || len(frames) != 1 || !strings.Contains(string(frames[0].Frame), firsts[1]) {
+		t.Fatalf("Replay = %+v, %v, %v", frames, ok, err)
 	}
 	for _, u := range users {
 		if n := c.XLen(ctx, b.streamKey(u)).Val(); n != 2 {

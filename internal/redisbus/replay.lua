@@ -7,11 +7,32 @@
 --          to replay every kept event
 -- ARGV[2]  its sequence part
 --
--- Returns {1, id, frame, id, frame, ...} (entry IDs unpadded, oldest first)
+-- Returns {1, id, frame, origin, id, frame, origin, ...} (entry IDs
+-- unpadded, oldest first; origin "" when the entry has none)
 -- when every kept event after the ID is there, else {0}: the stream is gone
 -- (never written, or expired), the ID is newer than any it issued, or older
 -- than what it still keeps. From "" it returns {1, ...} unless an event of
 -- the stream was ever dropped.
+
+-- entries returns {1, id, frame, origin, ...} of the entries from start on.
+local function entries(start)
+  local out = {1}
+  for _, e in ipairs(redis.call('XRANGE', KEYS[1], start, '+')) do
+    local f = e[2]
+    local frame, origin = '', ''
+    for i = 1, #f, 2 do
+      if f[i] == 'f' then
+        frame = f[i + 1]
+      elseif f[i] == 'o' then
+        origin = f[i + 1]
+      end
+    end
+    out[#out + 1] = e[1]
+    out[#out + 1] = frame
+    out[#out + 1] = origin
+  end
+  return out
+end
 
 if redis.call('EXISTS', KEYS[1]) == 0 then
   if ARGV[1] == '' then
@@ -43,12 +64,7 @@ if ARGV[1] == '' then
   if dropped then
     return {0}
   end
-  local out = {1}
-  for _, e in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do
-    out[#out + 1] = e[1]
-    out[#out + 1] = e[2][2]
-  end
-  return out
+  return entries('-')
 end
 
 local ams, aseq = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -77,9 +93,4 @@ if not last or not lower or cmp(last) > 0 or cmp(lower) < 0 then
   return {0}
 end
 
-local out = {1}
-for _, e in ipairs(redis.call('XRANGE', KEYS[1], '(' .. ARGV[1] .. '-' .. ARGV[2], '+')) do
-  out[#out + 1] = e[1]
-  out[#out + 1] = e[2][2]
-end
-return out
+return entries('(' .. ARGV[1] .. '-' .. ARGV[2])

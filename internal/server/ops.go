@@ -133,10 +133,11 @@ func (c *conn) login(ctx context.Context, req *protocol.Request, start time.Time
 	// the user's kept events, or, without a usable lastEventID, the user is
 	// rung again for every invitation still pending. An empty lastEventID
 	// names no event: it is a fresh login.
-	var frames [][]byte
+	var events []bus.Kept // replayed
+	var frames [][]byte   // or pending
 	recovered := false
 	if hasLast && lastEventID != "" {
-		frames, recovered, err = b.Replay(rctx, user, lastEventID)
+		events, recovered, err = b.Replay(rctx, user, lastEventID)
 	}
 	if err == nil && !recovered {
 		frames, err = c.pendingFrames(rctx, user)
@@ -160,7 +161,7 @@ func (c *conn) login(ctx context.Context, req *protocol.Request, start time.Time
 	if recovered {
 		// A contiguous run after lastEventID: the held events continue it.
 		c.lastID = lastEventID
-		c.sendRangeLocked(frames)
+		c.sendRangeLocked(events)
 	} else {
 		// Pending invitations carry the eventIDs they were first rung
 		// under. They go out in eventID order with the events held up to

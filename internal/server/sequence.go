@@ -107,14 +107,17 @@ func (c *conn) drainHeldLocked() {
 	}
 }
 
-// sendRangeLocked sends frames, a contiguous run of the user's kept events
-// right after lastID (a replay), skipping those sent already. holdMu is
-// held.
-func (c *conn) sendRangeLocked(frames [][]byte) {
-	for _, f := range frames {
-		if id := bus.EventIDOf(f); id > c.lastID {
+// sendRangeLocked sends events, a contiguous run of the user's kept
+// events right after lastID (a replay), skipping those sent already and
+// those this connection caused (it got a reply instead). holdMu is held.
+func (c *conn) sendRangeLocked(events []bus.Kept) {
+	own := bus.Origin{Node: c.srv.d.Node, Session: c.session}
+	for _, e := range events {
+		if id := bus.EventIDOf(e.Frame); id > c.lastID {
 			c.lastID = id
-			c.enqueue(f)
+			if e.Origin != own {
+				c.enqueue(e.Frame)
+			}
 		}
 	}
 }
@@ -127,7 +130,7 @@ func (c *conn) catchUp(ctx context.Context) bool {
 	c.holdMu.Lock()
 	from := c.lastID
 	c.holdMu.Unlock()
-	frames, recovered, err := c.srv.d.Bus.Replay(ctx, c.user, from)
+	events, recovered, err := c.srv.d.Bus.Replay(ctx, c.user, from)
 	if err != nil {
 		return false
 	}
@@ -137,7 +140,7 @@ func (c *conn) catchUp(ctx context.Context) bool {
 	}
 	c.holdMu.Lock()
 	defer c.holdMu.Unlock()
-	c.sendRangeLocked(frames)
+	c.sendRangeLocked(events)
 	c.catching, c.catchTry = false, 0
 	c.drainHeldLocked()
 	return true

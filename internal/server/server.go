@@ -110,8 +110,11 @@ func (c Config) validate() error {
 	return nil
 }
 
-// Deps are the server's collaborators; all are required.
+// Deps are the server's collaborators; all are required but Node.
 type Deps struct {
+	// Node names this instance among those sharing the bus: a connection
+	// here is (Node, its session) in the Origin of the events it causes.
+	Node     string
 	Engine   Engine
 	Hub      *hub.Hub
 	Bus      bus.Bus

@@ -213,13 +213,13 @@ func testKeepAndReplay(t *testing.T, f NewNodeFunc) {
 	if _, err := n.Bus.Publish(ctx, env([]string{"bob"}, 99, false)); err != nil {
 		t.Fatal(err)
 	}
-	frames, ok, err := n.Bus.Replay(ctx, "bob", ids[0])
-	if err != nil || !ok || len(frames) != 2 {
-		t.Fatalf("Replay after the first = %d frames, %v, %v; want 2, true", len(frames), ok, err)
+	events, ok, err := n.Bus.Replay(ctx, "bob", ids[0])
+	if err != nil || !ok || len(events) != 2 {
+		t.Fatalf("Replay after the first = %d events, %v, %v; want 2, true", len(events), ok, err)
 	}
-	for i, b := range frames {
-		if f := parse(t, b); f.N != i+2 || f.EventID != ids[i+1] {
-			t.Fatalf("replayed %s, want n=%d eventID %s", b, i+2, ids[i+1])
+	for i, e := range events {
+		if f := parse(t, e.Frame); f.N != i+2 || f.EventID != ids[i+1] {
+			t.Fatalf("replayed %s, want n=%d eventID %s", e.Frame, i+2, ids[i+1])
 		}
 	}
 	if frames, ok, err := n.Bus.Replay(ctx, "bob", ids[2]); err != nil || !ok || len(frames) != 0 {
@@ -234,8 +234,8 @@ func testKeepAndReplay(t *testing.T, f NewNodeFunc) {
 		t.Fatal("Replay of another user's ID for a user without events recovered")
 	}
 	// From "": everything kept, for a connection that has seen nothing.
-	if frames, ok, err := n.Bus.Replay(ctx, "bob", ""); err != nil || !ok || len(frames) != 3 || parse(t, frames[0]).EventID != ids[0] {
-		t.Fatalf("Replay from the start = %d frames, %v, %v; want 3, true", len(frames), ok, err)
+	if events, ok, err := n.Bus.Replay(ctx, "bob", ""); err != nil || !ok || len(events) != 3 || parse(t, events[0].Frame).EventID != ids[0] {
+		t.Fatalf("Replay from the start = %d events, %v, %v; want 3, true", len(events), ok, err)
 	}
 	if frames, ok, err := n.Bus.Replay(ctx, "dave", ""); err != nil || !ok || len(frames) != 0 {
 		t.Fatalf("Replay from the start of a user without events = %d frames, %v, %v; want none, true", len(frames), ok, err)
@@ -285,9 +285,16 @@ func testDelivery(t *testing.T, f NewNodeFunc) {
 		t.Fatalf("Publish: online %v, %v; want [true false]", online, err)
 	}
 	// The phone caused the second event: only the laptop gets it.
+	first, _ := n.Bus.Last(ctx, "bob")
+	phoneOrigin := bus.Origin{Node: nodeName(n), Session: phone.ID}
 	if _, err := n.Bus.Publish(ctx, bus.Envelope{Users: []string{"bob"}, Frame: []byte(`{"event":"e","n":2}`), Keep: true, Kind: "e",
-		Except: bus.Origin{Node: nodeName(n), Session: phone.ID}}); err != nil {
+		Except: phoneOrigin}); err != nil {
 		t.Fatal(err)
+	}
+	// A replay says whose it was, so that the phone can skip it when it
+	// catches up on its own sequence.
+	if events, ok, err := n.Bus.Replay(ctx, "bob", first); err != nil || !ok || len(events) != 1 || events[0].Origin != phoneOrigin {
+		t.Fatalf("Replay of the phone's event: %+v, %v, %v; want it with its origin %+v", events, ok, err, phoneOrigin)
 	}
 	const many = 50
 	var wg sync.WaitGroup
