@@ -1,21 +1,28 @@
 #!/bin/sh
 # bench.sh: the standard benchmark run behind `make bench`. It builds signald
 # and signald-bench, runs the load tool against a daemon on loopback in
-# memory mode and in Redis mode (a private redis-server), then the Go
-# microbenchmarks, and writes everything to docs/benchmarks.md with the
-# exact commands, the machine and the date. Bounded: about four minutes.
+# memory mode and in Redis mode (a private redis-server), across two
+# instances, timeouts with three instances sharing the due set after a
+# long load, Pub/Sub gaps under load (CLIENT KILL TYPE pubsub with 10,000
+# users), then the Go microbenchmarks, and writes everything to
+# docs/benchmarks.md with the exact commands, the machine and the date.
+# Bounded: about five minutes.
 set -eu
 cd "$(dirname "$0")/.."
 out=${BENCH_OUT:-docs/benchmarks.md}
 dur=${BENCH_DURATION:-10s}
 conns=${BENCH_CONNS:-15000}
+gapconns=${BENCH_GAP_CONNS:-10000}
+preload=${BENCH_PRELOAD:-20s}
 tmp=$(mktemp -d)
 daemon=""
-daemon2=""
+extras=""
 redis=""
 cleanup() {
 	[ -n "$daemon" ] && kill "$daemon" 2>/dev/null && wait "$daemon" 2>/dev/null || true
-	[ -n "$daemon2" ] && kill "$daemon2" 2>/dev/null && wait "$daemon2" 2>/dev/null || true
+	for pid in $extras; do
+		kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+	done
 	[ -n "$redis" ] && kill "$redis" 2>/dev/null && wait "$redis" 2>/dev/null || true
 	rm -rf "$tmp"
 }
@@ -50,6 +57,29 @@ stop_daemon() {
 	kill "$daemon"
 	wait "$daemon" 2>/dev/null || true
 	daemon=""
+}
+# start_extra PORT ARGS...: one more signald, on PORT, beside $daemon (another
+# instance of the same deployment); waits until its /readyz is 200.
+start_extra() {
+	xport=$1
+	shift
+	SIGNALD_ADDR="127.0.0.1:$xport" "$tmp/signald" serve --dev --log-level warn \
+		--rate-limit 1000000 --rate-burst 1000000 "$@" 2>>"$tmp/daemon.log" &
+	extras="$extras $!"
+	for _ in $(seq 1 100); do
+		curl -fs "http://127.0.0.1:$xport/readyz" >/dev/null 2>&1 && return 0
+		sleep 0.05
+	done
+	echo "signald on port $xport did not become ready" >&2
+	cat "$tmp/daemon.log" >&2
+	exit 1
+}
+stop_extras() {
+	for pid in $extras; do
+		kill "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
+	extras=""
 }
 
 # run NAME ARGS...: one signald-bench run, its report kept for the document.
@@ -103,17 +133,34 @@ scenarios redis --redis-url "redis://127.0.0.1:$rport" --redis-prefix bench:
 echo "two instances on one Redis: callers on one, callees on the other..." >&2
 port2=$(freeport)
 start_daemon --redis-url "redis://127.0.0.1:$rport" --redis-prefix bench2: --node-id a
-daemon1=$daemon
-SIGNALD_ADDR="127.0.0.1:$port2" "$tmp/signald" serve --dev --log-level warn --rate-limit 1000000 --rate-burst 1000000 \
-	--redis-url "redis://127.0.0.1:$rport" --redis-prefix bench2: --node-id b 2>>"$tmp/daemon.log" &
-daemon2=$!
-for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port2/readyz" >/dev/null 2>&1 && break; sleep 0.05; done
+start_extra "$port2" --redis-url "redis://127.0.0.1:$rport" --redis-prefix bench2: --node-id b
 run redis-cross -scenario calls -duration "$dur" -inflight 8 -other-url "ws://127.0.0.1:$port2/v1/ws" $benchredis
 sed -i "s|ws://127.0.0.1:$port2/v1/ws|ws://127.0.0.1:PORT2/v1/ws|g" "$tmp/redis-cross.cmd"
-kill "$daemon2"
-wait "$daemon2" 2>/dev/null || true
-daemon2=""
-daemon=$daemon1
+stop_extras
+stop_daemon
+
+# Timeouts fire at their deadline whatever load came before and however many
+# instances share the due set: three instances (a, b, c) on one Redis, the
+# calls load for $preload (callers on a, callees on b; c only polls the due
+# set), then the mix with timeouts at full rate.
+echo "three instances on one Redis: timeout lateness after $preload of load..." >&2
+port3=$(freeport)
+start_daemon --redis-url "redis://127.0.0.1:$rport" --redis-prefix bench3: --node-id a
+start_extra "$port2" --redis-url "redis://127.0.0.1:$rport" --redis-prefix bench3: --node-id b
+start_extra "$port3" --redis-url "redis://127.0.0.1:$rport" --redis-prefix bench3: --node-id c
+run redis-3i-load -scenario calls -duration "$preload" -inflight 8 -other-url "ws://127.0.0.1:$port2/v1/ws" $benchredis
+run redis-3i-mix -scenario calls -duration "$dur" -inflight 8 -reject-pct 10 -cancel-pct 10 -timeout-pct 5 \
+	-other-url "ws://127.0.0.1:$port2/v1/ws" $benchredis
+sed -i "s|ws://127.0.0.1:$port2/v1/ws|ws://127.0.0.1:PORT2/v1/ws|g" "$tmp/redis-3i-load.cmd" "$tmp/redis-3i-mix.cmd"
+stop_extras
+stop_daemon
+
+# A Pub/Sub gap must cost no reconnect and no event: $gapconns users on one
+# instance (named, so that CLIENT LIST shows signald-gap), the calls load
+# among 128 of them, and three times CLIENT KILL TYPE pubsub 3 s apart.
+echo "Pub/Sub gaps under load: $gapconns users, CLIENT KILL TYPE pubsub x3..." >&2
+start_daemon --redis-url "redis://127.0.0.1:$rport" --redis-prefix benchgap: --node-id gap
+run redis-gap -scenario gap -conns "$gapconns" -rate 500 -kills 3 -kill-interval 3s $benchredis
 stop_daemon
 
 echo "Go microbenchmarks..." >&2
@@ -150,15 +197,24 @@ SIGNALD_TEST_REDIS_ADDR="127.0.0.1:$rport" go test -run '^$' -bench . -benchmem 
 	echo "| group of 200 online invitees: all delivered p50 / p99 (ms) | $(lat memory-group 'round: inviteInGroup → all K delivered' 3) / $(lat memory-group 'round: inviteInGroup → all K delivered' 5) | $(lat redis-group 'round: inviteInGroup → all K delivered' 3) / $(lat redis-group 'round: inviteInGroup → all K delivered' 5) |"
 	echo "| idle connections held | $(field memory-idle 'connections established') | $(field redis-idle 'connections established') |"
 	echo "| server RSS per idle logged-in connection | $(field memory-idle 'RSS per idle connection') | $(field redis-idle 'RSS per idle connection') |"
+	echo "| timeout lateness p50 / p99 (deadline → onInvitationTimeout), mix at full rate (ms) | $(lat memory-mix 'timeout lateness: deadline → onInvitationTimeout' 3) / $(lat memory-mix 'timeout lateness: deadline → onInvitationTimeout' 5) | $(lat redis-mix 'timeout lateness: deadline → onInvitationTimeout' 3) / $(lat redis-mix 'timeout lateness: deadline → onInvitationTimeout' 5) |"
+	echo "| the same with three instances sharing the due set, after $preload of calls load (ms) | — | $(lat redis-3i-mix 'timeout lateness: deadline → onInvitationTimeout' 3) / $(lat redis-3i-mix 'timeout lateness: deadline → onInvitationTimeout' 5) |"
+	echo "| Pub/Sub gaps ($(field redis-gap 'Pub/Sub gaps made') × CLIENT KILL TYPE pubsub, $(field redis-gap 'users logged in') users, calls load): reconnects (connections closed by the server) / events lost | — | $(field redis-gap 'connections closed by the server') / $(field redis-gap 'events lost') |"
+	echo "| catch-up after a Pub/Sub gap, mean / max | — | $(field redis-gap 'catch-up after a Pub/Sub gap: mean') / $(field redis-gap 'catch-up after a Pub/Sub gap: max') |"
 	echo
 	echo "Across instances (Redis mode, two instances, every caller on one and every callee on the other):"
 	echo "$(field redis-cross 'call setups per second') call setups; invite → delivery p50 / p99 $(lat redis-cross 'invite → onReceiveNewInvitation' 3) / $(lat redis-cross 'invite → onReceiveNewInvitation' 5) ms;"
 	echo "whole setup p50 / p99 $(lat redis-cross 'setup: invite → onInviteeAccepted' 3) / $(lat redis-cross 'setup: invite → onInviteeAccepted' 5) ms (same machine, same load tool; compare with the Redis-mode column above)."
 	echo
+	echo "Timeouts with three instances (a, b, c) on one Redis: callers on a, callees on b, c serves no connection but claims"
+	echo "deadlines like the others; the mix ran after $preload of plain calls load ($(field redis-3i-load 'call setups per second') call setups). Pub/Sub gaps:"
+	echo "$(field redis-gap 'users logged in') users on one instance, $(field redis-gap 'users in the call load') of them in a calls load at $(field redis-gap 'target invitations per second'); catch-ups by result: caught up"
+	echo "$(field redis-gap 'catch-ups by result: caught_up'), resume (1012) $(field redis-gap 'catch-ups by result: resume'), failed $(field redis-gap 'catch-ups by result: failed'); frames of no call under way (events a connection was not owed): $(field redis-gap 'frames of no current setup')."
+	echo
 	for mode in memory redis; do
 		echo "## ${mode} mode"
 		echo
-		for s in calls half mix group idle cross; do
+		for s in calls half mix group idle cross 3i-load 3i-mix gap; do
 			n="$mode-$s"
 			[ -f "$tmp/$n.txt" ] || continue
 			echo "### $n"

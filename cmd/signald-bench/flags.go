@@ -33,19 +33,40 @@ Scenarios (-scenario):
   group  one inviter and -group-size invitees in one group (made through the
          admin API); each of -rounds rounds invites them all, waits until
          all K have it, cancels and waits until all K have the cancel.
+  gap    -conns logged-in users on one instance in Redis mode, the calls
+         load (-pairs, -rate, ...) among 2x-pairs of them; after -warmup,
+         -kills times CLIENT KILL TYPE pubsub (on -redis, required),
+         -kill-interval apart, the load going on one interval after the
+         last. Reports connections closed by the server, events lost, kept
+         events out of eventID order, and the server's catch-up after each
+         gap (signald_gap_catchup_seconds); fails unless none was closed
+         and none lost.
 
 The run stops by itself; Ctrl-C stops it early and still prints what was
-measured. The exit status is 1 when nothing succeeded or more than
--max-error-pct percent failed, 2 for bad flags.
+measured. The exit status is 1 when nothing succeeded, more than
+-max-error-pct percent failed or a check failed (gap: a connection closed,
+an event lost), 2 for bad flags.
 
 Examples:
   signald-bench -url ws://127.0.0.1:18080/v1/ws -scenario calls -duration 10s
   signald-bench -scenario idle -conns 15000 -src-addrs 8 -hold 10s
   signald-bench -scenario group -group-size 200 -rounds 20 -json group.json
   signald-bench -scenario calls -redis 127.0.0.1:6379
+  signald-bench -scenario gap -conns 10000 -rate 500 -redis 127.0.0.1:6379
 
 Flags:
 `
+
+// gapConns is -conns of the gap scenario unless set: the issue's 10,000
+// connected users.
+const gapConns = 10000
+
+// isSet reports whether the command line set flag name.
+func isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
 
 // parseFlags parses the command line into options. -h prints the usage and
 // returns flag.ErrHelp.
@@ -59,7 +80,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		fs.PrintDefaults()
 	}
 
-	fs.StringVar(&c.Scenario, "scenario", c.Scenario, "what to run: idle, calls or group")
+	fs.StringVar(&c.Scenario, "scenario", c.Scenario, "what to run: idle, calls, group or gap")
 	fs.StringVar(&c.URL, "url", c.URL, "signald WebSocket endpoint")
 	fs.StringVar(&c.OtherURL, "other-url", "", "a second instance sharing the same Redis: every other connection (the callees) goes there, to measure the cross-instance path; server figures are -url's")
 	fs.StringVar(&c.AdminURL, "admin-url", "", "base URL of the admin API (default: http://host:port of -url)")
@@ -70,25 +91,28 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&c.SrcAddrs, "src-addrs", c.SrcAddrs, "spread connections over source addresses 127.0.0.1 … 127.0.0.K (loopback targets only)")
 	fs.IntVar(&c.DialConcurrency, "dial-concurrency", c.DialConcurrency, "connects (dial + login) in flight at once")
 
-	fs.IntVar(&c.Conns, "conns", c.Conns, "idle: connections to open")
+	fs.IntVar(&c.Conns, "conns", c.Conns, "idle, gap: connections (users) to open; gap: 10000 unless set, the pairs' users included")
 	fs.DurationVar(&c.Hold, "hold", c.Hold, "idle: how long to hold them open")
 
-	fs.IntVar(&c.Pairs, "pairs", c.Pairs, "calls: caller/callee pairs, each user its own connection")
-	fs.IntVar(&c.Inflight, "inflight", c.Inflight, "calls: setups in flight at once, over all pairs")
-	fs.Float64Var(&c.Rate, "rate", c.Rate, "calls: target setups started per second (0 = as fast as -inflight allows)")
+	fs.IntVar(&c.Pairs, "pairs", c.Pairs, "calls, gap: caller/callee pairs, each user its own connection")
+	fs.IntVar(&c.Inflight, "inflight", c.Inflight, "calls, gap: setups in flight at once, over all pairs")
+	fs.Float64Var(&c.Rate, "rate", c.Rate, "calls, gap: target setups started per second (0 = as fast as -inflight allows)")
 	fs.DurationVar(&c.Duration, "duration", c.Duration, "calls: measured time after the warmup")
-	fs.DurationVar(&c.Warmup, "warmup", c.Warmup, "calls: load before measuring starts (not in the figures)")
-	fs.Float64Var(&c.RejectPct, "reject-pct", c.RejectPct, "calls: percent of invitations the callee rejects")
-	fs.Float64Var(&c.CancelPct, "cancel-pct", c.CancelPct, "calls: percent the caller cancels once the callee has the invitation")
-	fs.Float64Var(&c.TimeoutPct, "timeout-pct", c.TimeoutPct, "calls: percent sent with timeout 1 and left unanswered (kept out of the setup latency)")
+	fs.DurationVar(&c.Warmup, "warmup", c.Warmup, "calls, gap: load before measuring starts (not in the figures); gap: before the first kill")
+	fs.Float64Var(&c.RejectPct, "reject-pct", c.RejectPct, "calls, gap: percent of invitations the callee rejects")
+	fs.Float64Var(&c.CancelPct, "cancel-pct", c.CancelPct, "calls, gap: percent the caller cancels once the callee has the invitation")
+	fs.Float64Var(&c.TimeoutPct, "timeout-pct", c.TimeoutPct, "calls, gap: percent sent with timeout 1 and left unanswered (kept out of the setup latency)")
 	fs.IntVar(&c.InviteTimeout, "invite-timeout", c.InviteTimeout, "timeout parameter (seconds) of answered invitations and group invitations")
 	fs.IntVar(&c.DataSize, "data-size", c.DataSize, "bytes of invite data (0 = a short {\"cmd\":\"videoCall\"})")
+
+	fs.IntVar(&c.Kills, "kills", c.Kills, "gap: how many times to kill signald's Pub/Sub connections (CLIENT KILL TYPE pubsub)")
+	fs.DurationVar(&c.KillInterval, "kill-interval", c.KillInterval, "gap: time between kills, and load after the last")
 
 	fs.IntVar(&c.GroupSize, "group-size", c.GroupSize, "group: invitees per group invitation (K)")
 	fs.IntVar(&c.Rounds, "rounds", c.Rounds, "group: invite-and-cancel rounds")
 
 	fs.DurationVar(&c.OpTimeout, "op-timeout", c.OpTimeout, "a setup, connect or round step not done within this counts as failed")
-	fs.StringVar(&c.RedisAddr, "redis", "", "host:port of the Redis signald uses: adds Redis command counts per setup (INFO commandstats)")
+	fs.StringVar(&c.RedisAddr, "redis", "", "host:port of the Redis signald uses: adds Redis command counts per setup (INFO commandstats); gap: where its Pub/Sub connections are killed")
 	fs.DurationVar(&c.RedisBaseline, "redis-baseline", c.RedisBaseline, "with -redis: idle time before the run to measure Redis's background command rate")
 	fs.Float64Var(&c.MaxErrorPct, "max-error-pct", c.MaxErrorPct, "exit 1 when more than this percent of operations failed")
 	fs.StringVar(&o.jsonPath, "json", "", "also write the report as JSON to this file")
@@ -100,6 +124,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if c.Scenario == bench.ScenarioGap && !isSet(fs, "conns") {
+		c.Conns = gapConns
 	}
 	return o, c.Normalize()
 }

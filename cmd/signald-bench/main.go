@@ -1,8 +1,9 @@
 // Command signald-bench is signald's load generator: it runs the idle,
-// calls or group scenario against a running signald and prints a report of
-// throughput, latency percentiles, errors and server-side cost. The work is
-// done by internal/bench; this file turns flags and signals into a run and
-// the report into an exit status. Run it with -h for the flags.
+// calls, group or gap scenario against a running signald and prints a
+// report of throughput, latency percentiles, errors and server-side cost
+// (gap: reconnects, lost events and the catch-up after Pub/Sub gaps). The
+// work is done by internal/bench; this file turns flags and signals into a
+// run and the report into an exit status. Run it with -h for the flags.
 package main
 
 import (

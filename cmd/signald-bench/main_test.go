@@ -45,6 +45,23 @@ func TestParseFlagsDefaultsAndDerivedURLs(t *testing.T) {
 	}
 }
 
+func TestParseFlagsGap(t *testing.T) {
+	o, err := parseFlags([]string{"-scenario", "gap", "-redis", "127.0.0.1:6379", "-kills", "2", "-kill-interval", "5s"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := o.cfg; c.Conns != 10000 || c.Kills != 2 || c.KillInterval != 5*time.Second || c.RedisAddr != "127.0.0.1:6379" {
+		t.Errorf("gap: conns %d kills %d interval %v redis %q", c.Conns, c.Kills, c.KillInterval, c.RedisAddr)
+	}
+	o, err = parseFlags([]string{"-scenario", "gap", "-redis", "127.0.0.1:6379", "-conns", "500"}, &bytes.Buffer{})
+	if err != nil || o.cfg.Conns != 500 {
+		t.Errorf("-conns 500: %d, %v", o.cfg.Conns, err)
+	}
+	if o, _ := parseFlags([]string{"-scenario", "idle"}, &bytes.Buffer{}); o.cfg.Conns != 1000 {
+		t.Errorf("idle's default -conns became %d", o.cfg.Conns)
+	}
+}
+
 func TestParseFlagsRejectsBadValues(t *testing.T) {
 	for _, args := range [][]string{
 		{"-scenario", "storm"},
@@ -54,6 +71,9 @@ func TestParseFlagsRejectsBadValues(t *testing.T) {
 		{"-inflight", "0"},
 		{"-scenario", "idle", "-conns", "0"},
 		{"-scenario", "group", "-rounds", "0"},
+		{"-scenario", "gap"}, // no -redis
+		{"-scenario", "gap", "-redis", "127.0.0.1:1", "-kills", "0"},
+		{"-scenario", "gap", "-redis", "127.0.0.1:1", "-conns", "10", "-pairs", "6"},
 		{"-invite-timeout", "1"},
 		{"-data-size", "20000"},
 		{"stray"},
@@ -71,7 +91,7 @@ func TestHelpDocumentsEveryScenario(t *testing.T) {
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("-h: %v", err)
 	}
-	for _, want := range []string{"idle", "calls", "group", "-src-addrs", "-inflight", "-redis", "-max-error-pct", "-json"} {
+	for _, want := range []string{"idle", "calls", "group", "gap", "CLIENT KILL TYPE pubsub", "-kills", "-kill-interval", "-src-addrs", "-inflight", "-redis", "-max-error-pct", "-json"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("usage lacks %q", want)
 		}

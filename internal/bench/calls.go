@@ -2,11 +2,8 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"math"
 	"math/rand/v2"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -124,10 +121,15 @@ type callsRun struct {
 	deliveriesSinceBegin atomic.Int64
 	timeoutsToCaller     atomic.Int64
 	stale                atomic.Int64 // frames that belong to no setup under way
+	lostEvents           atomic.Int64 // events owed to a setup that failed for want of them (owedEvents)
 	active               atomic.Int64 // setups under way
 	activeTimeouts       atomic.Int64 // timeout invitations under way
 	timeoutsSkipped      atomic.Int64
 	nextTimeoutPair      int // owned by the driver
+
+	// onStale, when set, sees every stale frame (on its connection's
+	// reader, after the count); set before the connections start.
+	onStale func(c *Conn, f *Frame)
 }
 
 func (r *callsRun) since(t time.Time) int64 { return int64(t.Sub(r.epoch)) }
@@ -158,6 +160,9 @@ func (r *callsRun) HandleFrame(c *Conn, f *Frame) {
 	p.mu.Unlock()
 	if !ok {
 		r.stale.Add(1)
+		if r.onStale != nil {
+			r.onStale(c, f)
+		}
 	}
 	r.after(p, a)
 }
@@ -462,6 +467,7 @@ func (r *callsRun) watchdog(ctx context.Context) {
 				switch {
 				case p.active:
 					if now.Sub(p.start) > r.cfg.OpTimeout {
+						r.lostEvents.Add(owedEvents(p.pending, p.kind))
 						r.failLocked(p, "no "+missing(p.pending, p.kind)+" within -op-timeout", false, &a)
 					}
 				case !p.restUntil.IsZero() && now.After(p.restUntil):
@@ -474,6 +480,29 @@ func (r *callsRun) watchdog(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// owedEvents counts the events a stuck invitation still waits for that the
+// server owed it: the ring once the invite was answered with an inviteID,
+// the answer's event once the answer was accepted, and the timeout events
+// of a timeout invitation. A missing reply is a failure of its own, not a
+// lost event.
+func owedEvents(pending uint8, kind setupKind) int64 {
+	if pending&needInviteReply != 0 {
+		return 0 // the invitation may not exist
+	}
+	var n int64
+	if pending&needDelivery != 0 {
+		n++
+	}
+	if kind == kindTimeout || pending&needAnswerReply == 0 {
+		for _, bit := range []uint8{needCallerEvent, needCalleeEvent} {
+			if pending&bit != 0 {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // missing names the first frame a stuck setup still waits for.
@@ -490,144 +519,4 @@ func missing(pending uint8, kind setupKind) string {
 	default:
 		return [numKinds]string{kindCancel: "onInvitationCancelled", kindTimeout: "onInvitationTimeout at the invitee"}[kind]
 	}
-}
-
-// runCalls runs the calls scenario: connect the pairs, warm up, measure
-// for -duration, drain, report.
-func runCalls(ctx context.Context, cfg *Config, d *Dialer, p *probe, rep *Report) error {
-	r := &callsRun{
-		cfg: cfg, data: cfg.inviteData(), epoch: time.Now(),
-		pairs: make([]*pair, cfg.Pairs), free: make(chan *pair, cfg.Pairs), slots: make(chan struct{}, cfg.Inflight),
-		inviteReply: NewHistogram(), delivery: NewHistogram(), lateness: NewHistogram(),
-	}
-	for k := range r.byKind {
-		r.byKind[k] = NewHistogram()
-	}
-	r.from.Store(math.MaxInt64)
-	r.to.Store(math.MaxInt64)
-	users := make([]string, 2*cfg.Pairs)
-	for i := range r.pairs {
-		r.pairs[i] = &pair{}
-		users[2*i] = cfg.Prefix + "-c" + strconv.Itoa(i)
-		users[2*i+1] = cfg.Prefix + "-e" + strconv.Itoa(i)
-	}
-
-	connectLat := NewHistogram()
-	conns := d.ConnectMany(ctx, users, r, cfg.DialConcurrency, &r.errs, connectLat, nil)
-	defer closeConns(ctx, conns, cfg.DialConcurrency)
-	usable := 0
-	for i, pr := range r.pairs {
-		pr.caller, pr.callee = conns[2*i], conns[2*i+1]
-		if pr.caller == nil || pr.callee == nil {
-			pr.dead = true
-			continue
-		}
-		usable++
-		r.free <- pr
-	}
-	rep.addLatency("connect (dial + WebSocket + login)", connectLat)
-	if usable == 0 {
-		rep.setOutcome("invitations completed", 0, &r.errs)
-		return errors.New("no caller/callee pair could connect")
-	}
-	if usable < cfg.Pairs {
-		rep.note("only %d of %d pairs connected", usable, cfg.Pairs)
-	}
-	if cfg.Inflight > usable {
-		rep.note("-inflight %d is more than the %d pairs: at most %d setups were in flight", cfg.Inflight, usable, usable)
-	}
-	p.redisBaseline(ctx)
-
-	// Every goroutine below is owned here and stopped before returning.
-	var wg sync.WaitGroup
-	watchCtx, stopWatch := context.WithCancel(ctx)
-	defer func() { stopWatch(); wg.Wait() }()
-	wg.Go(func() { r.watchdog(watchCtx) })
-	stopProgress := startProgress(ctx, cfg.Progress, "calls", "invitations completed", func() (int64, int64, string) {
-		var done int64
-		for k := range r.completed {
-			done += r.completed[k].Load()
-		}
-		return done, r.errs.Total(), fmt.Sprintf("deliveries %d  in flight %d", r.deliveries.Load(), r.active.Load())
-	})
-	defer stopProgress()
-
-	loadStart := time.Now()
-	loadCtx, stopLoad := context.WithDeadline(ctx, loadStart.Add(cfg.Warmup+cfg.Duration))
-	defer stopLoad()
-	var driver sync.WaitGroup
-	driver.Go(func() { r.drive(loadCtx) })
-
-	measured := sleepCtx(loadCtx, cfg.Warmup) || cfg.Warmup == 0
-	var before snapshot
-	if measured {
-		before = p.take(ctx)
-		r.from.Store(r.since(time.Now()))
-	}
-	<-loadCtx.Done()
-	stopAt := time.Now()
-	r.to.Store(r.since(stopAt))
-	driver.Wait()
-
-	// Let the setups in flight finish (the watchdog fails the stuck ones).
-	drainUntil := time.Now().Add(cfg.OpTimeout + 3*time.Second)
-	for r.active.Load()+r.activeTimeouts.Load() > 0 && time.Now().Before(drainUntil) && ctx.Err() == nil {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if n := r.active.Load() + r.activeTimeouts.Load(); n > 0 {
-		rep.note("%d setups were still in flight when the run ended and are counted neither as done nor as failed", n)
-	}
-	stopProgress()
-	var after snapshot
-	if measured {
-		after = p.take(ctx)
-	}
-
-	var total, window int64
-	for k := range numKinds {
-		total += r.completed[k].Load()
-		window += r.inWindow[k].Load()
-	}
-	rep.setOutcome("invitations completed", total, &r.errs)
-	if !measured {
-		rep.note("interrupted during the warmup: nothing was measured")
-		return nil
-	}
-	secs := stopAt.Sub(r.epoch).Seconds() - float64(r.from.Load())/1e9
-	rep.MeasuredSeconds = secs
-	res := rep.section("results")
-	res.add("pairs", "caller/callee pairs", float64(usable), "")
-	res.add("inflight", "setups in flight (max)", float64(min(cfg.Inflight, usable)), "")
-	res.add("setups_per_s", "call setups per second (accepted)", float64(r.inWindow[kindAccept].Load())/secs, "/s")
-	res.add("invitations_per_s", "invitations completed per second (all kinds)", float64(window)/secs, "/s")
-	res.add("deliveries_per_s", "deliveries (onReceiveNewInvitation) per second", float64(r.deliveriesInWindow.Load())/secs, "/s")
-	if cfg.Rate > 0 {
-		res.add("target_rate", "target invitations per second", cfg.Rate, "/s")
-	}
-	for k := range numKinds {
-		if n := r.completed[k].Load(); n > 0 || r.started[k].Load() > 0 {
-			res.add("completed_"+kindNames[k], "invitations "+kindNames[k]+" (whole run)", float64(n), "")
-		}
-	}
-	res.add("deliveries", "deliveries (whole run)", float64(r.deliveries.Load()), "")
-	if r.started[kindTimeout].Load() > 0 {
-		res.add("timeouts_to_inviter", "onInvitationTimeout received by inviters", float64(r.timeoutsToCaller.Load()), "")
-		res.add("timeouts_skipped", "timeout invitations not sent (a pair had 64 open)", float64(r.timeoutsSkipped.Load()), "")
-	}
-	res.add("stale_frames", "frames of no current setup (ignored)", float64(r.stale.Load()), "")
-
-	rep.addLatency("invite → reply (caller)", r.inviteReply)
-	rep.addLatency("invite → onReceiveNewInvitation", r.delivery)
-	rep.addLatency("setup: invite → onInviteeAccepted", r.byKind[kindAccept])
-	rep.addLatency("invite → onInviteeRejected", r.byKind[kindReject])
-	rep.addLatency("invite → cancelled (reply + callee event)", r.byKind[kindCancel])
-	rep.addLatency("invite(timeout 1) → onInvitationTimeout", r.byKind[kindTimeout])
-	rep.addLatency("timeout lateness: deadline → onInvitationTimeout", r.lateness)
-	rep.note("latencies count setups started after the warmup; throughput counts completions between the warmup's end and -duration's end")
-	if r.started[kindTimeout].Load() > 0 {
-		rep.note("timeout invitations go from a pair's callee to its caller beside the pair's setups, without an -inflight slot; they are in the delivery latency but not in the setup latency")
-	}
-	p.costs(rep, before, after, []unit{{"setup", float64(r.sinceBegin.Load())}, {"delivery", float64(r.deliveriesSinceBegin.Load())}})
-	rep.note("cost per setup divides by every invitation completed in the cost window (all kinds), per delivery by the deliveries in it")
-	return nil
 }

@@ -16,6 +16,7 @@ const (
 	ScenarioIdle  = "idle"
 	ScenarioCalls = "calls"
 	ScenarioGroup = "group"
+	ScenarioGap   = "gap"
 )
 
 // Config is everything a run is configured with. The command line of
@@ -53,6 +54,10 @@ type Config struct {
 	InviteTimeout int           `json:"inviteTimeout"` // seconds, the invite's timeout parameter
 	DataSize      int           `json:"dataSize"`      // bytes of invite data; 0 = a short {"cmd":"videoCall"}
 
+	// gap (besides Conns and the calls settings, which make its load)
+	Kills        int           `json:"kills"`          // CLIENT KILL TYPE pubsub, this many times
+	KillInterval time.Duration `json:"killIntervalNs"` // between kills, and after the last
+
 	// group
 	GroupSize int `json:"groupSize"`
 	Rounds    int `json:"rounds"`
@@ -88,6 +93,8 @@ func DefaultConfig() Config {
 		InviteTimeout:   30,
 		GroupSize:       200,
 		Rounds:          20,
+		Kills:           3,
+		KillInterval:    3 * time.Second,
 		OpTimeout:       10 * time.Second,
 		RedisBaseline:   time.Second,
 		MaxErrorPct:     1,
@@ -160,11 +167,16 @@ func (c *Config) Normalize() error {
 		if c.Hold < 0 {
 			errs = append(errs, errors.New("-hold must not be negative"))
 		}
-	case ScenarioCalls:
+	case ScenarioCalls, ScenarioGap:
 		positive("pairs", c.Pairs)
 		positive("inflight", c.Inflight)
-		if c.Duration <= 0 || c.Warmup < 0 || c.Rate < 0 {
-			errs = append(errs, errors.New("-duration must be positive, -warmup and -rate not negative"))
+		if c.Scenario == ScenarioGap {
+			errs = append(errs, c.gapErrors()...)
+		} else if c.Duration <= 0 {
+			errs = append(errs, errors.New("-duration must be positive"))
+		}
+		if c.Warmup < 0 || c.Rate < 0 {
+			errs = append(errs, errors.New("-warmup and -rate must not be negative"))
 		}
 		for name, p := range map[string]float64{"reject-pct": c.RejectPct, "cancel-pct": c.CancelPct, "timeout-pct": c.TimeoutPct} {
 			if p < 0 || p > 100 {
@@ -186,12 +198,33 @@ func (c *Config) Normalize() error {
 			errs = append(errs, errors.New("-invite-timeout must not be negative"))
 		}
 	default:
-		errs = append(errs, fmt.Errorf("-scenario %q: want idle, calls or group", c.Scenario))
+		errs = append(errs, fmt.Errorf("-scenario %q: want idle, calls, group or gap", c.Scenario))
 	}
 	if c.DataSize < 0 || c.DataSize > 12<<10 {
 		errs = append(errs, fmt.Errorf("-data-size must be within 0..12288 (got %d)", c.DataSize))
 	}
 	return errors.Join(errs...)
+}
+
+// gapErrors checks what only the gap scenario needs.
+func (c *Config) gapErrors() []error {
+	var errs []error
+	if c.RedisAddr == "" {
+		errs = append(errs, errors.New("-scenario gap needs -redis (the Redis signald uses), to kill its Pub/Sub connections"))
+	}
+	if c.OtherURL != "" {
+		errs = append(errs, errors.New("-scenario gap runs against one instance: -other-url is not supported"))
+	}
+	if c.Conns < 2*c.Pairs {
+		errs = append(errs, fmt.Errorf("-conns %d is fewer than the %d users of -pairs %d", c.Conns, 2*c.Pairs, c.Pairs))
+	}
+	if c.Kills < 1 || c.KillInterval <= 0 {
+		errs = append(errs, errors.New("-kills must be at least 1 and -kill-interval positive"))
+	}
+	if !c.metricsEnabled() {
+		errs = append(errs, errors.New("-scenario gap reads the catch-up from /metrics: -metrics-url must not be off"))
+	}
+	return errs
 }
 
 // inviteData returns the invite's data string, DataSize bytes long when set.

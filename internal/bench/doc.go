@@ -1,8 +1,9 @@
 // Package bench is the engine of signald-bench, signald's load generator.
 //
-// It drives a running signald over real WebSockets in one of three
-// scenarios (idle connections, one-to-one call setups, group invitations),
-// measures latencies on the client side, and reads the server's own cost
+// It drives a running signald over real WebSockets in one of four
+// scenarios (idle connections, one-to-one call setups, group invitations,
+// call setups among many idle users while signald's Redis Pub/Sub
+// connections are killed), measures latencies on the client side, and reads the server's own cost
 // (CPU, memory, connections) from its /metrics endpoint and, when signald
 // runs on Redis, the Redis command counts from INFO, so that one report says
 // what a call setup costs end to end.

@@ -22,6 +22,7 @@ type Frame struct {
 	InviteID []byte
 	Desc     []byte
 	Data     []byte // the raw JSON value of "data" (a string, an object, null)
+	EventID  []byte // a kept event's ID (PROTOCOL.md §9); empty when not kept
 }
 
 // EventKind names the events the bench reacts to.
@@ -140,6 +141,8 @@ func (f *Frame) set(key, val []byte) error {
 		f.Desc, err = stringValue(val)
 	case "data":
 		f.Data = val
+	case "eventID":
+		f.EventID, err = stringValue(val)
 	}
 	return err
 }

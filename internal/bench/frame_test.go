@@ -46,7 +46,7 @@ func TestParseFrameMatchesEncodingJSON(t *testing.T) {
 			t.Fatalf("ParseFrame(%s): %v", raw, err)
 		}
 		if got.ID != want.ID || got.Code != want.Code || string(got.Event) != want.Event ||
-			string(got.InviteID) != want.InviteID || string(got.Desc) != want.Desc {
+			string(got.InviteID) != want.InviteID || string(got.Desc) != want.Desc || string(got.EventID) != want.EventID {
 			t.Errorf("ParseFrame(%s) = id %d code %d event %q invite %q desc %q; encoding/json: %+v",
 				raw, got.ID, got.Code, got.Event, got.InviteID, got.Desc, want)
 		}

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -11,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Figure is one named number of the report. Key is for JSON readers, Label
@@ -67,6 +69,10 @@ type Report struct {
 	Failed   int64   `json:"failed"`
 	ErrorPct float64 `json:"errorPct"`
 
+	// Failures are guarantees the run saw broken (a connection closed, an
+	// event lost): any one fails Check, whatever -max-error-pct says.
+	Failures []string `json:"failures,omitempty"`
+
 	Sections    []*Section       `json:"sections"`
 	Latencies   []Latency        `json:"latencies"`
 	Errors      map[string]int64 `json:"errors"`
@@ -120,6 +126,11 @@ func (r *Report) note(format string, args ...any) {
 	r.Notes = append(r.Notes, fmt.Sprintf(format, args...))
 }
 
+// fail records a broken guarantee.
+func (r *Report) fail(format string, args ...any) {
+	r.Failures = append(r.Failures, fmt.Sprintf(format, args...))
+}
+
 // setOutcome fills the success and failure counts.
 func (r *Report) setOutcome(opName string, ops int64, errs *ErrorCounter) {
 	r.OpName, r.Ops, r.Failed = opName, ops, errs.Total()
@@ -130,9 +141,12 @@ func (r *Report) setOutcome(opName string, ops int64, errs *ErrorCounter) {
 }
 
 // Check returns an error when the run should count as failed: nothing
-// succeeded, or more than maxErrorPct percent failed.
+// succeeded, more than maxErrorPct percent failed, or a guarantee was
+// broken (Failures).
 func (r *Report) Check(maxErrorPct float64) error {
 	switch {
+	case len(r.Failures) > 0:
+		return errors.New(strings.Join(r.Failures, "; "))
 	case r.Ops == 0:
 		return fmt.Errorf("no %s succeeded", r.OpName)
 	case r.ErrorPct > maxErrorPct:
@@ -214,6 +228,14 @@ func (r *Report) Print(w io.Writer) error {
 	t.row()
 	t.write(&b)
 
+	if len(r.Failures) > 0 {
+		b.WriteString("FAILED CHECKS\n")
+		for _, f := range r.Failures {
+			fmt.Fprintf(&b, "- %s\n", f)
+		}
+		b.WriteString("\n")
+	}
+
 	if len(r.RedisTop) > 0 {
 		t = table{}
 		t.row("REDIS TOP COMMANDS (measured window)", "calls", "usec")
@@ -234,7 +256,8 @@ func (r *Report) Print(w io.Writer) error {
 }
 
 // table aligns rows: the first column left, the others right. (tabwriter
-// aligns every column the same way, which reads badly for labels.)
+// aligns every column the same way, which reads badly for labels.) Widths
+// count runes, so that labels with arrows line up.
 type table struct {
 	rows     [][]string
 	leftLast bool // the last column (units) is left-aligned too
@@ -252,7 +275,7 @@ func (t *table) write(b *strings.Builder) {
 			if i >= len(width) {
 				width = append(width, 0)
 			}
-			width[i] = max(width[i], len(c))
+			width[i] = max(width[i], utf8.RuneCountInString(c))
 		}
 	}
 	for _, r := range t.rows {
@@ -261,11 +284,11 @@ func (t *table) write(b *strings.Builder) {
 			case len(r) == 1:
 				b.WriteString(c)
 			case i == 0:
-				b.WriteString(c + strings.Repeat(" ", width[0]-len(c)))
+				b.WriteString(c + strings.Repeat(" ", width[0]-utf8.RuneCountInString(c)))
 			case t.leftLast && i == len(r)-1:
 				b.WriteString(" " + c)
 			default:
-				b.WriteString("  " + strings.Repeat(" ", width[i]-len(c)) + c)
+				b.WriteString("  " + strings.Repeat(" ", width[i]-utf8.RuneCountInString(c)) + c)
 			}
 		}
 		b.WriteString("\n")

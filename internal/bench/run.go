@@ -42,6 +42,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		err = runCalls(ctx, &cfg, d, p, r)
 	case ScenarioGroup:
 		err = runGroup(ctx, &cfg, d, p, r)
+	case ScenarioGap:
+		err = runGap(ctx, &cfg, d, p, r)
 	default:
 		err = fmt.Errorf("unknown scenario %q", cfg.Scenario)
 	}

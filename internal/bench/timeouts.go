@@ -168,6 +168,7 @@ func (r *callsRun) expireTimeouts(p *pair, now time.Time) {
 			i++
 			continue
 		}
+		r.lostEvents.Add(owedEvents(t.pending, kindTimeout))
 		r.removeTimeout(p, i, "no "+missing(t.pending, kindTimeout)+" within a second plus -op-timeout")
 	}
 }
