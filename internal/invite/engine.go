@@ -87,11 +87,14 @@ type Engine struct {
 
 	out outbox
 	// wakeAt (ms) is the earliest deadline created here since Run last
-	// planned its sleep; wake tells Run to look at it.
-	wakeAt atomic.Int64
-	wake   chan struct{}
+	// planned its sleep; wake tells Run to look at it. planned (ms) is when
+	// Run plans to wake, so that only an earlier deadline wakes it.
+	wakeAt  atomic.Int64
+	planned atomic.Int64
+	wake    chan struct{}
 
 	timeoutsFired    prometheus.Counter
+	lateness         prometheus.Histogram
 	active           prometheus.Gauge
 	storeErrors      *prometheus.CounterVec
 	pushRequests     prometheus.Counter
@@ -140,6 +143,11 @@ func NewEngine(cfg Config, d Deps) (*Engine, error) {
 			Name: "signald_timeouts_fired_total",
 			Help: "Invitations whose deadline passed with invitees still pending, fired by this instance.",
 		}),
+		lateness: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "signald_timeout_lateness_seconds",
+			Help:    "How long after its deadline a timeout fired here was applied (its announcement follows).",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}),
 		active: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "signald_active_invitations",
 			Help: "Invitations created by this instance minus those ended by it; on several instances sum them.",
@@ -169,7 +177,7 @@ func NewEngine(cfg Config, d Deps) (*Engine, error) {
 		e.now = time.Now
 	}
 	e.out.init()
-	for _, c := range []prometheus.Collector{e.timeoutsFired, e.active, e.storeErrors, e.pushRequests,
+	for _, c := range []prometheus.Collector{e.timeoutsFired, e.lateness, e.active, e.storeErrors, e.pushRequests,
 		e.announceRetries, e.announceTakeover, e.announceBacklog} {
 		if err := d.Registry.Register(c); err != nil {
 			return nil, fmt.Errorf("invite: register metrics: %w", err)

@@ -495,3 +495,35 @@ func TestTimeoutsFireOnTimeWithALongPoll(t *testing.T) {
 		}
 	})
 }
+
+// TestTimeoutsFireOnTimeUnderAStreamOfInvites: invitations arriving every
+// 100 µs, each with a later deadline, must not keep the loop from waking
+// for an earlier one (resetting its timer on every invite did, under load).
+func TestTimeoutsFireOnTimeUnderAStreamOfInvites(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newEngine(t)
+		runLoop(t, f.e)
+		ctx := context.Background()
+		start := time.Now()
+		if _, err := f.e.Invite(ctx, alice, invite.InviteRequest{Invitees: []string{"bob"}, Timeout: 1}); err != nil {
+			t.Fatal(err)
+		}
+		for range 20_000 { // two seconds of them
+			time.Sleep(100 * time.Microsecond)
+			if _, err := f.e.Invite(ctx, alice, invite.InviteRequest{Invitees: []string{"carol"}, Timeout: 30}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		f.rec.mu.Lock()
+		defer f.rec.mu.Unlock()
+		for i, ev := range f.rec.events {
+			if ev.Kind == invite.EvTimeout {
+				if late := f.rec.at[i].Sub(start) - time.Second; late > time.Millisecond {
+					t.Fatalf("the timeout fired %v late", late)
+				}
+				return
+			}
+		}
+		t.Fatal("the timeout never fired while invitations kept coming")
+	})
+}

@@ -28,20 +28,32 @@ func (e *Engine) Run(ctx context.Context) error {
 		if next := e.FireDue(ctx); !next.IsZero() && next.Before(at) {
 			at = next
 		}
-	sleep:
+	plan:
 		for {
 			// A deadline created here after the claim may be earlier still.
 			if w := e.wakeAt.Swap(0); w != 0 && time.UnixMilli(w).Before(at) {
 				at = time.UnixMilli(w)
 			}
-			t.Reset(max(at.Sub(e.now()), time.Millisecond))
-			select {
-			case <-ctx.Done():
-				e.flushAnnounced()
-				return nil
-			case <-t.C:
-				break sleep
-			case <-e.wake:
+			e.planned.Store(at.UnixMilli())
+			d := at.Sub(e.now())
+			if d <= 0 {
+				break
+			}
+			t.Reset(d)
+			for {
+				select {
+				case <-ctx.Done():
+					e.flushAnnounced()
+					return nil
+				case <-t.C:
+					break plan
+				case <-e.wake:
+				}
+				// Re-plan only for an earlier deadline: resetting the timer
+				// on every wake would keep pushing it back under load.
+				if w := e.wakeAt.Load(); w != 0 && time.UnixMilli(w).Before(at) {
+					continue plan
+				}
 			}
 		}
 	}
@@ -59,6 +71,9 @@ func (e *Engine) flushAnnounced() {
 // noteDeadline wakes Run for a deadline created here, should it plan to
 // sleep past it.
 func (e *Engine) noteDeadline(d int64) {
+	if p := e.planned.Load(); p != 0 && d >= p {
+		return // Run wakes before it anyway, and then asks the store
+	}
 	for {
 		w := e.wakeAt.Load()
 		if w != 0 && w <= d {
@@ -155,6 +170,7 @@ func (e *Engine) fire(ctx context.Context, id string, now time.Time) bool {
 	switch {
 	case err == nil:
 		e.timeoutsFired.Inc()
+		e.lateness.Observe(float64(ms-out.Invitation.Deadline) / 1000)
 		e.active.Dec()
 		e.announce(ctx, out.Invitation)
 		return true
