@@ -1,6 +1,7 @@
 // Package memstore is the embedded, single-process store: invitations,
-// deadlines and groups in memory behind one mutex. It is the default when no
-// Redis is configured; nothing survives a restart.
+// deadlines and groups in memory behind one mutex; device registrations and
+// push jobs behind mutexes of their own. It is the default when no Redis is
+// configured; nothing survives a restart.
 package memstore
 
 import (
@@ -16,7 +17,8 @@ import (
 	"github.com/signald/signald/internal/invite"
 )
 
-// Store implements invite.Store and group.Store in memory.
+// Store implements invite.Store, group.Store, device.Store and push.Queue
+// in memory.
 //
 // Dropped invitations (past their maximum lifetime or retention) are treated
 // as gone by every read at once, and their memory is reclaimed on the next
@@ -33,6 +35,9 @@ type Store struct {
 	// announce: recorded changes not yet announced, by token; an entry
 	// is claimable from its time on. Guarded by mu.
 	announce map[string]annEntry
+
+	devices devices   // device registrations (device.Store), under a mutex of their own
+	pushQ   pushQueue // push jobs (push.Queue), under a mutex of their own
 }
 
 type annEntry struct {
@@ -48,6 +53,8 @@ func New() *Store {
 		deadlines: make(map[string]int64),
 		groups:    make(map[string]map[string]struct{}),
 		announce:  make(map[string]annEntry),
+		devices:   newDevices(),
+		pushQ:     newPushQueue(),
 	}
 }
 
@@ -169,13 +176,13 @@ func (s *Store) Announced(_ context.Context, done []invite.Unannounced) error {
 	defer s.mu.Unlock()
 	for _, d := range done {
 		delete(s.announce, d.Token)
+		// In place: the store's invitations are its own (every method
+		// hands out clones), and this runs in batches under the lock.
 		if inv := s.invs[d.ID]; inv != nil && inv.Unannounced != nil {
-			next := inv.Clone()
-			delete(next.Unannounced, d.Token)
-			if len(next.Unannounced) == 0 {
-				next.Unannounced = nil
+			delete(inv.Unannounced, d.Token)
+			if len(inv.Unannounced) == 0 {
+				inv.Unannounced = nil
 			}
-			s.invs[d.ID] = next
 		}
 	}
 	return nil

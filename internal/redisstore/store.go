@@ -1,23 +1,31 @@
-// Package redisstore keeps invitations, their deadlines and groups in Redis,
-// so that any number of signald nodes share them. It is the only package
-// that imports go-redis.
+// Package redisstore keeps invitations, their deadlines, groups, device
+// registrations and push jobs in Redis, so that any number of signald nodes
+// share them. It is the only package that imports go-redis.
 //
 // # Keys
 //
 // Every key starts with Options.Prefix (default "signald:"). Keys of one
-// invitation, user or group carry its ID as a hash tag, so that each Lua
-// script touches one slot and the store runs unchanged on Redis Cluster:
+// invitation, user, group or token carry its ID (a token, its hash) as a
+// hash tag, so that each Lua script touches one slot and the store runs
+// unchanged on Redis Cluster:
 //
 //	<prefix>inv:{<id>}               hash: one invitation (fields below)
 //	<prefix>deadlines                sorted set: invitation ID → ms when ClaimDue may next return it
 //	<prefix>user:{<user>}:pending    sorted set: invitation ID → its Expires, for PendingFor
 //	<prefix>group:{<group>}          set: the members, plus "" so that an empty group exists
+//	<prefix>dev:{u:<user>}           hash: the user's device registrations (see Devices)
+//	<prefix>tok:{<sha256 hex>}       string: the owner of one (platform, token) (see Devices)
+//	<prefix>push:{<id>}              hash: the push jobs of one invitation (see Push jobs)
+//	<prefix>pushq                    sorted set: push job → ms when Claim may next return it
 //
 // The invitation hash has the fields inviter, group, data, timeout (s), oo
 // ("1" when OnlineUserOnly), created, deadline, expires, ended (ms, "0" for
 // none), invitees (the invitees in order as netstrings, "3:bob,5:carol,";
-// absent when Invitees is nil), pending (how many states are pending) and one
-// field s:<user> per invitee with its state.
+// absent when Invitees is nil), pending (how many states are pending), seq
+// (how many announcements were recorded), push (the offlinePushInfo as
+// netstrings, absent when empty), one field s:<user> per invitee with its
+// state, and one field a:<token> per outbox entry (the netstrings of its
+// seq, action, actor, data, origin node and session), until announced.
 //
 // Every change of an invitation is one script call (create.lua,
 // transition.lua), so concurrent changes are serialised by Redis. Times are
@@ -26,9 +34,77 @@
 // with expires themselves. The deadline set and the per-user index live in
 // other slots, so scripts cannot keep them in step: they are written before
 // the invitation, and read as hints. A deadline whose invitation has ended or
-// is gone is forgotten when its timeout finds so; an index entry leaves when
+// is gone is forgotten when its timeout finds so (on a single server the
+// transition that ends an invitation removes it at once); an index entry leaves when
 // PendingFor finds its invitation no longer pending for the user, or when
 // its score, the invitation's Expires, has passed.
+//
+// # Devices
+//
+// A registration (device.Store) is a field of its user's hash: the field is
+// the netstrings of device ID and platform, the value the netstrings of
+// token, sandbox ("1" or "0"), updated (ms) and version. The token index key
+// is named by the SHA-256 of the netstrings of platform and token (a token
+// may be 4 KiB; the same string on two platforms is two tokens) and holds
+// the netstrings of the user and device that own it and of a version, which
+// rises with every Register of the token (tokset.lua). The index is what
+// says who owns a token: Devices returns a registration only when its
+// token's entry names its device, so a registration left behind is never
+// pushed, and a token has at most one device pushed.
+//
+// A move touches two users, so two slots, and Register is a sequence of
+// one-slot steps: (1) tokset.lua points the index at the device under a new
+// version and returns the entry it replaced; (2) devput.lua writes the
+// registration with that version (unless the device wrote the same token
+// under a higher one meanwhile) and returns the one it replaced; (3)
+// devdel.lua removes the registration (1) displaced if it still holds the
+// token under that version or a lower one, tokdel.lua the index entry of a
+// token (2) replaced if it still names the device under that version or a
+// lower one, and the index is read again; (4) if it no longer names the
+// device, a later Register displaced this one, maybe before (2) wrote it, and
+// devdel.lua removes it as (3) would have. Versions keep a late step from
+// removing a registration made since: the index serialises the Registers
+// of a token, so whichever takes it last ends with its registration, and
+// every one it displaced is removed by the displacer's (3) or its own (4).
+//
+// A Register that dies after (1) leaves the index naming a device that
+// has no registration of the token (nothing pushed until it registers
+// again; if it had one, that one is pushed); after (1) or (2), the
+// displaced registration is left in its user's hash, never pushed, until
+// that device registers again or is removed. Unregister and RemoveDevice
+// remove the registration first, then its index entry if that still names
+// the device under the same version or a lower one (a Register of the same
+// token under way keeps it); Drop, only if the token is still the one
+// dropped, and the entry if it names the device. Each of those steps alone
+// leaves nothing pushed that should not be.
+//
+// # Push jobs
+//
+// The jobs of one invitation (push.Queue) are fields of its hash, named by
+// the job key k, the netstrings of user, device and kind (Job.Key's
+// newline-joined form would confuse IDs holding newlines): j<k> the job
+// (netstrings of the registration's user, device, platform, token, sandbox,
+// updated, the reason and the deadline), s<k> its state ("p" pending, or "f"
+// and the outcome), a<k> its attempts; r<netstring of user> lists the
+// devices of the user's ring jobs, for Rung; x is the latest expires given
+// to Add, after which Claim treats the hash as gone (Redis collects it then
+// by PEXPIREAT). A job is in the due set as the netstrings of invitation ID,
+// user, device and kind, scored by when it is next due. Finished jobs stay
+// in the hash until it expires, so that Add still ignores them.
+//
+// The hash and the due set are in different slots. Add records the jobs
+// first (pushadd.lua, which answers which of the given jobs are pending),
+// then enters those in the due set with ZADD NX, so that a job is never in
+// the set before its record: a claimer can drop an entry without a record
+// as a leftover (of an expired hash) without racing an Add under way. An
+// Add that dies in between leaves pending records without an entry, which
+// the same Add made again (as an announcement taken over is) enters; jobs
+// claimed or finished meanwhile keep their entry or stay out. Claim runs
+// claim.lua on the due set, then reads the records, and removes from the set
+// the entries whose record is finished, missing or past x. Finish marks the
+// record finished, then removes the entry: dying in between leaves an entry
+// that Claim drops after the lease. Retry updates the attempts and moves an
+// existing entry (ZADD XX), in either order.
 //
 // It needs Redis 7.0 or later: the scripts start with a "#!lua" shebang, and
 // Create uses PEXPIREAT NX and GT.
@@ -36,13 +112,16 @@ package redisstore
 
 import (
 	"context"
+	"crypto/sha256"
 	_ "embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/signald/signald/internal/device"
 	"github.com/signald/signald/internal/invite"
 )
 
@@ -73,7 +152,8 @@ func (o *Options) validate() error {
 	return nil
 }
 
-// Store implements invite.Store and group.Store on Redis. It is safe for
+// Store implements invite.Store, group.Store, device.Store and push.Queue
+// on Redis. It is safe for
 // concurrent use, and any number of Stores, in any number of processes, may
 // share one Redis and prefix.
 type Store struct {
@@ -114,6 +194,19 @@ func (s *Store) pendingKey(user string) string { return s.prefix + "user:{" + us
 
 func (s *Store) groupKey(id string) string { return s.prefix + "group:{" + id + "}" }
 
+func (s *Store) devKey(user string) string { return s.prefix + "dev:{u:" + user + "}" }
+
+// tokKey is the index key of a token on a platform: hashed, since a token
+// may be 4 KiB, and hex, which holds no brace.
+func (s *Store) tokKey(p device.Platform, token string) string {
+	sum := sha256.Sum256([]byte(encodeList([]string{string(p), token})))
+	return s.prefix + "tok:{" + hex.EncodeToString(sum[:]) + "}"
+}
+
+func (s *Store) pushKey(inviteID string) string { return s.prefix + "push:{" + inviteID + "}" }
+
+func (s *Store) pushQueueKey() string { return s.prefix + "pushq" }
+
 // The scripts. Each names every key it touches in KEYS, all of one hash
 // slot. Their first line, "#!lua" (Redis 7), makes Redis hold them to that:
 // Redis Cluster refuses a script with a shebang that touches keys of two
@@ -131,6 +224,38 @@ var (
 	//go:embed claim.lua
 	claimLua    string
 	claimScript = redis.NewScript(claimLua)
+
+	//go:embed tokset.lua
+	toksetLua    string
+	toksetScript = redis.NewScript(toksetLua)
+
+	//go:embed devput.lua
+	devputLua    string
+	devputScript = redis.NewScript(devputLua)
+
+	//go:embed devdel.lua
+	devdelLua    string
+	devdelScript = redis.NewScript(devdelLua)
+
+	//go:embed devremove.lua
+	devremoveLua    string
+	devremoveScript = redis.NewScript(devremoveLua)
+
+	//go:embed tokdel.lua
+	tokdelLua    string
+	tokdelScript = redis.NewScript(tokdelLua)
+
+	//go:embed pushadd.lua
+	pushaddLua    string
+	pushaddScript = redis.NewScript(pushaddLua)
+
+	//go:embed pushmark.lua
+	pushmarkLua    string
+	pushmarkScript = redis.NewScript(pushmarkLua)
+
+	//go:embed pushrung.lua
+	pushrungLua    string
+	pushrungScript = redis.NewScript(pushrungLua)
 )
 
 // Status codes returned by the scripts.
