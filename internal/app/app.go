@@ -21,6 +21,7 @@ import (
 
 	"github.com/signald/signald/internal/auth"
 	"github.com/signald/signald/internal/bus"
+	"github.com/signald/signald/internal/device"
 	"github.com/signald/signald/internal/group"
 	"github.com/signald/signald/internal/health"
 	"github.com/signald/signald/internal/hub"
@@ -124,6 +125,8 @@ func newLogger(o Options, w io.Writer) (*slog.Logger, error) {
 type backend interface {
 	invite.Store
 	group.Store
+	device.Store
+	push.Queue
 	Ping(ctx context.Context) error
 }
 
@@ -191,9 +194,34 @@ func Start(ctx context.Context, o Options, logger *slog.Logger, reg prometheus.R
 	}
 	// The bus runs before anything can Watch: its loop confirms subscriptions.
 	steps.goLoop("event bus", bs.Run)
+	senders, err := push.NewSenders(o.Push, o.PushClient)
+	if err != nil {
+		return fail(err)
+	}
+	steps.add("push connections", func(context.Context) error {
+		for _, snd := range senders {
+			if c, ok := snd.(interface{ CloseIdleConnections() }); ok {
+				c.CloseIdleConnections()
+			}
+		}
+		return nil
+	})
+	for _, p := range device.Platforms {
+		if senders[p] == nil {
+			logger.Info("offline push platform off: no credentials", "platform", p)
+		} else {
+			logger.Info("offline push platform on", "platform", p)
+		}
+	}
+	pusher, err := push.NewScheduler(o.Scheduler, push.SchedulerDeps{
+		Devices: store, Queue: store, Invitations: store, Senders: senders, Logger: logger, Registry: reg,
+	})
+	if err != nil {
+		return fail(err)
+	}
 	engine, err := invite.NewEngine(o.Engine, invite.Deps{
 		Store: store, Groups: store, Publisher: server.NewPublisher(bs),
-		Pusher: push.LogPusher{Logger: logger}, Logger: logger, Registry: reg, Node: node,
+		Pusher: pusher, Logger: logger, Registry: reg, Node: node,
 	})
 	if err != nil {
 		return fail(err)
@@ -204,6 +232,7 @@ func Start(ctx context.Context, o Options, logger *slog.Logger, reg prometheus.R
 	srv, err := server.New(o.Server, server.Deps{
 		Engine: engine, Hub: hb, Bus: bs, Node: node, Verifier: auth.NewVerifier([]byte(o.JWTSecret), o.JWTLeeway),
 		Health: monitor, Admin: group.NewAdminHandler(store, o.AdminToken, logger),
+		Devices: store, PushEnabled: pusher.Enabled, AdminToken: o.AdminToken,
 		Logger: logger, Registry: reg, Gatherer: gather,
 	})
 	if err != nil {
@@ -211,6 +240,7 @@ func Start(ctx context.Context, o Options, logger *slog.Logger, reg prometheus.R
 	}
 	gapTo.Store(srv)
 
+	steps.goLoop("push scheduler", pusher.Run)
 	steps.goLoop("timeout loop", engine.Run)
 
 	ln, err := net.Listen("tcp", o.Addr)

@@ -81,21 +81,27 @@ func TestCrossInstanceDelivery(t *testing.T) {
 }
 
 // TestPresenceAcrossInstances: onlineUserOnly reaches a user connected to
-// another instance, and no offline push is asked for a user who is online
-// elsewhere.
+// another instance, and a device in the foreground on another instance is
+// not pushed, until it goes to the background.
 func TestPresenceAcrossInstances(t *testing.T) {
-	ds := startInstances(t, redisOptions(t), 2)
-	alice, bob := ds[0].login("alice"), ds[1].login("bob")
+	o, f := withPush(t, redisOptions(t))
+	ds := startInstances(t, o, 2)
+	alice, bob := ds[0].login("alice"), ds[1].loginDevice("bob", "bob-phone")
+	register(t, bob, "bob-phone", "fcm", "tok-bob")
 	id := invite(t, alice, map[string]any{"invitee": "bob", "data": "", "onlineUserOnly": true})
 	if f := expectEvent(t, bob, "onReceiveNewInvitation", id); f.EventID != "" {
 		t.Fatalf("onlineUserOnly event with eventID %q", f.EventID)
 	}
 	invite(t, alice, map[string]any{"invitee": "bob", "data": ""})
-	invite(t, alice, map[string]any{"invitee": "nobody", "data": ""})
-	_, body := ds[0].get("/metrics")
-	if !strings.Contains(body, "signald_offline_push_requests_total 1\n") {
-		t.Fatalf("want exactly one offline push (for nobody); metrics:\n%s", grepLines(body, "offline_push"))
+	if n := ds[0].jobs("invite"); n != 0 {
+		t.Fatalf("%d ring pushes for a device in the foreground on another instance", n)
 	}
+	mustCall(t, bob, protocol.OpDoBackground, nil)
+	invite(t, alice, map[string]any{"invitee": "bob", "data": ""})
+	if n := ds[0].jobs("invite"); n != 1 {
+		t.Fatalf("%d ring pushes for a device gone to the background, want 1", n)
+	}
+	f.waitPushes(t, 1)
 }
 
 func grepLines(body, sub string) string {

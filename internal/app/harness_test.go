@@ -265,6 +265,23 @@ func (dm *daemon) get(path string) (int, string) {
 // other way (an HTTP status) asks again.
 const pollEvery = 10 * time.Millisecond
 
+// eventually calls check every pollEvery until it returns nil, and fails
+// the test with its last error after waitFor.
+func eventually(t testing.TB, what string, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(waitFor)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v: %v", what, waitFor, err)
+		}
+		time.Sleep(pollEvery)
+	}
+}
+
 // waitReady polls /readyz until it answers code.
 func waitReady(t testing.TB, dm *daemon, code int) {
 	t.Helper()

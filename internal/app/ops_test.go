@@ -42,7 +42,7 @@ func TestHTTPSurface(t *testing.T) {
 		`signald_requests_total{code="6017",op="unknown"} 1`,
 		`signald_request_duration_seconds_bucket{op="invite",le="+Inf"} 1`,
 		`signald_active_invitations 1`,
-		`signald_offline_push_requests_total 1`,
+		`signald_store_up 1`,
 		`signald_timeouts_fired_total 0`,
 	} {
 		if !strings.Contains(body, want) {

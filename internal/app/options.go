@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/signald/signald/internal/invite"
+	"github.com/signald/signald/internal/push"
 	"github.com/signald/signald/internal/server"
 )
 
@@ -45,6 +47,11 @@ type Options struct {
 	EventsRetention time.Duration // how long a user's kept events outlive the newest of them
 	Server          server.Config
 	Engine          invite.Config
+	Push            push.Config // credentials of the push platforms; a platform without is off
+	Scheduler       push.SchedulerConfig
+	// PushClient, when set, is the HTTP client of every push platform (a
+	// test's, trusting its fakes); nil: each makes its own.
+	PushClient *http.Client
 }
 
 // DefaultOptions returns the defaults of PROTOCOL.md and a production
@@ -62,6 +69,7 @@ func DefaultOptions() Options {
 		EventsRetention: 24 * time.Hour,
 		Server:          server.DefaultConfig(),
 		Engine:          invite.DefaultConfig(),
+		Scheduler:       push.DefaultSchedulerConfig(),
 	}
 }
 
@@ -99,6 +107,9 @@ func (o *Options) validate() error {
 	}
 	if o.Server.SendQueue < o.EventsKept+16 {
 		errs = append(errs, fmt.Errorf("send queue (%d) must hold the events replayed on a login (%d) and some more", o.Server.SendQueue, o.EventsKept))
+	}
+	if err := o.Push.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if o.Server.MaxConnections < 0 {
 		errs = append(errs, errors.New("max connections must not be negative (0: from the open-file limit)"))
@@ -213,9 +224,23 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (Opt
 	e.duration(&o.Engine.Retention, "retention", "SIGNALD_RETENTION", "how long an ended invitation stays readable")
 	e.duration(&o.Engine.PollInterval, "poll-interval", "SIGNALD_POLL_INTERVAL", "how often due timeouts are looked for")
 	e.duration(&o.Engine.ClaimLease, "claim-lease", "SIGNALD_CLAIM_LEASE", "how long a claimed timeout is hidden from other instances")
+	e.str(&o.Push.APNs.KeyFile, "apns-key-file", "SIGNALD_APNS_KEY_FILE", "APNs token signing key (.p8 file)")
+	e.str(&o.Push.APNs.KeyID, "apns-key-id", "SIGNALD_APNS_KEY_ID", "APNs key ID")
+	e.str(&o.Push.APNs.TeamID, "apns-team-id", "SIGNALD_APNS_TEAM_ID", "Apple developer team ID")
+	e.str(&o.Push.APNs.Topic, "apns-topic", "SIGNALD_APNS_TOPIC", "the app's bundle ID (VoIP pushes go to <bundle>.voip)")
+	e.str(&o.Push.APNs.URL, "apns-url", "SIGNALD_APNS_URL", "replaces both APNs hosts (a proxy, tests); empty: Apple's")
+	e.str(&o.Push.FCM.CredentialsFile, "fcm-credentials-file", "SIGNALD_FCM_CREDENTIALS_FILE", "FCM service account JSON key file")
+	e.str(&o.Push.FCM.ProjectID, "fcm-project-id", "SIGNALD_FCM_PROJECT_ID", "Firebase project ID (default: the key file's)")
+	e.str(&o.Push.FCM.URL, "fcm-url", "SIGNALD_FCM_URL", "replaces https://fcm.googleapis.com (a proxy, tests)")
+	e.str(&o.Push.Webhook.URL, "push-webhook-url", "SIGNALD_PUSH_WEBHOOK_URL", "the app backend's URL that pushes are POSTed to")
+	e.str(&o.Push.Webhook.Secret, "push-webhook-secret", "SIGNALD_PUSH_WEBHOOK_SECRET", "the webhook's signing secret, whsec_<base64> (Standard Webhooks)")
+	e.duration(&o.Scheduler.Lease, "push-lease", "SIGNALD_PUSH_LEASE", "how long a push being sent is hidden from other instances; one that died is taken over after it")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
+	// An attempt must end well inside its lease, so that a slow platform
+	// is never pushed twice.
+	o.Scheduler.Attempt = min(o.Scheduler.Attempt, o.Scheduler.Lease/3)
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}

@@ -36,6 +36,20 @@ type Envelope struct {
 	// by another instance, because the first announcer died before it could
 	// say it had finished, is not delivered twice.
 	Once string
+	// Presence asks Publish to report each user's foreground devices
+	// (Reach.Foreground), which decide who is pushed for a ring.
+	Presence bool
+}
+
+// Reach is what a Publish found of one user, on every instance.
+type Reach struct {
+	// Online: the user has a live connection somewhere (true too when the
+	// event had been published to the user before, Once).
+	Online bool
+	// Foreground lists the user's devices with a foreground connection
+	// somewhere, when Envelope.Presence asked; connections without a
+	// deviceID are not in it.
+	Foreground []string
 }
 
 // Bus carries events to the live connections of their users on every
@@ -50,8 +64,12 @@ type Envelope struct {
 type Bus interface {
 	// Publish keeps the event (when env.Keep) and delivers it to every live
 	// connection of env.Users on every instance except env.Except. It
-	// reports, by index of env.Users, who has a live connection anywhere.
-	Publish(ctx context.Context, env Envelope) (online []bool, err error)
+	// reports, by index of env.Users, what it found of each.
+	Publish(ctx context.Context, env Envelope) ([]Reach, error)
+	// SetForeground records whether user's device has a foreground
+	// connection on this instance, for the Reach of other instances'
+	// publishes. A bus on one instance needs none of it.
+	SetForeground(ctx context.Context, user, device string, foreground bool) error
 	// Watch makes this instance receive user's events until the matching
 	// Unwatch (calls are counted). It returns once events published after
 	// it are sure to arrive.

@@ -84,8 +84,8 @@ func (b *MemBus) parse(id string) (uint64, bool) {
 // Publish implements Bus. Delivery happens under the user's stripe lock, so
 // that one user's events reach each connection in eventID order; it never
 // blocks (Hub.Deliver does not).
-func (b *MemBus) Publish(_ context.Context, env Envelope) ([]bool, error) {
-	online := make([]bool, len(env.Users))
+func (b *MemBus) Publish(_ context.Context, env Envelope) ([]Reach, error) {
+	reach := make([]Reach, len(env.Users))
 	for i, u := range env.Users {
 		st := b.stripe(u)
 		st.mu.Lock()
@@ -94,7 +94,10 @@ func (b *MemBus) Publish(_ context.Context, env Envelope) ([]bool, error) {
 			l := st.log(u)
 			if l.once[env.Once] {
 				st.mu.Unlock()
-				online[i] = true // published before, and pushed then if need be
+				reach[i].Online = true // published before
+				if env.Presence {
+					reach[i].Foreground = b.hub.Foreground(u)
+				}
 				continue
 			}
 			l.once[env.Once] = true
@@ -128,11 +131,17 @@ func (b *MemBus) Publish(_ context.Context, env Envelope) ([]bool, error) {
 			l.touched = b.now()
 		}
 		b.hub.Deliver(u, d, env.Except.Session)
-		online[i] = b.hub.Online(u)
+		reach[i].Online = b.hub.Online(u)
+		if env.Presence {
+			reach[i].Foreground = b.hub.Foreground(u)
+		}
 		st.mu.Unlock()
 	}
-	return online, nil
+	return reach, nil
 }
+
+// SetForeground implements Bus: the local hub knows it already.
+func (b *MemBus) SetForeground(context.Context, string, string, bool) error { return nil }
 
 // log returns u's log, made if need be. Called with mu held.
 func (st *memStripe) log(u string) *userLog {

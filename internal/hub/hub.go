@@ -4,6 +4,7 @@
 package hub
 
 import (
+	"slices"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,6 +31,10 @@ type Sink interface {
 	// Skip tells the connection of an event it caused: it got a reply
 	// instead, but the event is part of its user's sequence all the same.
 	Skip(d Delivery)
+	// Presence returns the connection's deviceID ("" when it gave none)
+	// and whether it is in the foreground: a device with a foreground
+	// connection is not pushed.
+	Presence() (device string, foreground bool)
 }
 
 // Hub maps users to their live connections on this instance. A user may
@@ -147,14 +152,32 @@ func (h *Hub) Deliver(user string, d Delivery, except uint64) int {
 	return n
 }
 
-// Sinks returns the live connections of users on this instance.
-func (h *Hub) Sinks(users []string) []Sink {
+// Foreground returns the deviceIDs of user's foreground connections on
+// this instance, each once; connections without a deviceID are left out,
+// as they never spare a device its push.
+func (h *Hub) Foreground(user string) []string {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	var out []Sink
-	for _, u := range users {
-		for _, s := range h.users[u] {
-			out = append(out, s)
+	var out []string
+	for _, s := range h.users[user] {
+		if d, fg := s.Presence(); fg && d != "" && !slices.Contains(out, d) {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// ForegroundAll returns every user's foreground deviceIDs on this
+// instance, for a bus that keeps presence across instances fresh.
+func (h *Hub) ForegroundAll() map[string][]string {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	out := make(map[string][]string)
+	for u, sinks := range h.users {
+		for _, s := range sinks {
+			if d, fg := s.Presence(); fg && d != "" && !slices.Contains(out[u], d) {
+				out[u] = append(out[u], d)
+			}
 		}
 	}
 	return out

@@ -28,16 +28,27 @@ type Groups interface {
 	FirstNonMember(ctx context.Context, groupID string, users []string) (string, error)
 }
 
-// OfflinePusher requests a push notification for an invitee who has no live
-// connection. It must not block: delivery to APNs/FCM is its own business.
+// OfflinePusher wakes the devices of invitees that hold no foreground
+// connection (package push). Both methods record durable push jobs and
+// return; delivery to APNs, FCM or a webhook is the pusher's own business.
+// Both may be called again for the same change (an announcement made
+// again): a job recorded before is not recorded twice.
 type OfflinePusher interface {
-	RequestPush(ctx context.Context, user string, inv *Invitation, info PushInfo)
+	// Ring pushes the new invitation inv to every registered device of its
+	// invitees but those in foreground[i], the devices of inv.Invitees[i]
+	// with a foreground connection.
+	Ring(ctx context.Context, inv *Invitation, foreground [][]string) error
+	// End tells the devices rung for users that their part in inv ended,
+	// for reason (accepted, rejected, cancelled, timeout). spare, when not
+	// "", is the device of users that answered: it knows already.
+	End(ctx context.Context, inv *Invitation, users []string, reason, spare string) error
 }
 
 // Caller is the user making a request, and the connection it came on.
 type Caller struct {
 	User    string
 	Session uint64
+	Device  string // the connection's deviceID, "" when it gave none
 }
 
 // InviteRequest is the common part of invite and inviteInGroup.
@@ -97,7 +108,6 @@ type Engine struct {
 	lateness         prometheus.Histogram
 	active           prometheus.Gauge
 	storeErrors      *prometheus.CounterVec
-	pushRequests     prometheus.Counter
 	announceRetries  prometheus.Counter
 	announceTakeover prometheus.Counter
 	announceBacklog  prometheus.GaugeFunc
@@ -156,10 +166,6 @@ func NewEngine(cfg Config, d Deps) (*Engine, error) {
 			Name: "signald_store_errors_total",
 			Help: "Store calls that failed for a reason other than the request itself, by operation.",
 		}, []string{"op"}),
-		pushRequests: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "signald_offline_push_requests_total",
-			Help: "Offline push notifications requested for invitees without a live connection.",
-		}),
 		announceRetries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "signald_announcements_retried_total",
 			Help: "Announcements of committed changes tried again because publishing them failed (the event bus's backend was unreachable).",
@@ -177,7 +183,7 @@ func NewEngine(cfg Config, d Deps) (*Engine, error) {
 		e.now = time.Now
 	}
 	e.out.init()
-	for _, c := range []prometheus.Collector{e.timeoutsFired, e.lateness, e.active, e.storeErrors, e.pushRequests,
+	for _, c := range []prometheus.Collector{e.timeoutsFired, e.lateness, e.active, e.storeErrors,
 		e.announceRetries, e.announceTakeover, e.announceBacklog} {
 		if err := d.Registry.Register(c); err != nil {
 			return nil, fmt.Errorf("invite: register metrics: %w", err)
@@ -243,7 +249,9 @@ func (e *Engine) Invite(ctx context.Context, c Caller, req InviteRequest) (strin
 }
 
 // origin is the Origin of a change c makes on this instance.
-func (e *Engine) origin(c Caller) Origin { return Origin{Node: e.node, Session: c.Session} }
+func (e *Engine) origin(c Caller) Origin {
+	return Origin{Node: e.node, Session: c.Session, Device: c.Device}
+}
 
 func (e *Engine) checkInvite(c Caller, req InviteRequest) error {
 	if len(req.Invitees) == 0 {

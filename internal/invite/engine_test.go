@@ -3,6 +3,7 @@ package invite_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"slices"
@@ -22,18 +23,18 @@ import (
 // Publish fails as a bus whose backend is down does, and records the
 // attempt in failed instead.
 type recorder struct {
-	mu      sync.Mutex
-	events  []invite.Event
-	at      []time.Time // when each of events was published
-	failed  []invite.Event
-	failing bool
-	pushes  []string
-	online  map[string]bool
+	mu         sync.Mutex
+	events     []invite.Event
+	at         []time.Time // when each of events was published
+	failed     []invite.Event
+	failing    bool
+	pushes     []string            // Ring: "ring <user> <foreground devices>"; End: "end <users> <reason> <spared device>"
+	foreground map[string][]string // by user, what Publish reports
 }
 
 var errBusDown = errors.New("bus down")
 
-func (r *recorder) Publish(_ context.Context, ev invite.Event) ([]bool, error) {
+func (r *recorder) Publish(_ context.Context, ev invite.Event) ([][]string, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.failing {
@@ -42,11 +43,14 @@ func (r *recorder) Publish(_ context.Context, ev invite.Event) ([]bool, error) {
 	}
 	r.events = append(r.events, ev)
 	r.at = append(r.at, time.Now())
-	online := make([]bool, len(ev.To))
-	for i, u := range ev.To {
-		online[i] = r.online[u]
+	if !ev.Presence {
+		return nil, nil
 	}
-	return online, nil
+	fg := make([][]string, len(ev.To))
+	for i, u := range ev.To {
+		fg[i] = r.foreground[u]
+	}
+	return fg, nil
 }
 
 func (r *recorder) setFailing(b bool) {
@@ -55,10 +59,20 @@ func (r *recorder) setFailing(b bool) {
 	r.mu.Unlock()
 }
 
-func (r *recorder) RequestPush(_ context.Context, user string, _ *invite.Invitation, _ invite.PushInfo) {
+func (r *recorder) Ring(_ context.Context, inv *invite.Invitation, foreground [][]string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.pushes = append(r.pushes, user)
+	for i, u := range inv.Invitees {
+		r.pushes = append(r.pushes, fmt.Sprintf("ring %s %v", u, foreground[i]))
+	}
+	return nil
+}
+
+func (r *recorder) End(_ context.Context, _ *invite.Invitation, users []string, reason, spare string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.pushes = append(r.pushes, fmt.Sprintf("end %v %s %q", users, reason, spare))
+	return nil
 }
 
 func (r *recorder) kinds() []invite.EventKind {
@@ -91,7 +105,7 @@ func newEngine(t *testing.T) fixture {
 func newEngineWith(t *testing.T, cfg invite.Config) fixture {
 	t.Helper()
 	store := memstore.New()
-	rec := &recorder{online: map[string]bool{}}
+	rec := &recorder{foreground: map[string][]string{}}
 	e, err := invite.NewEngine(cfg, invite.Deps{
 		Store: store, Groups: store, Publisher: rec, Pusher: rec,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: prometheus.NewRegistry(), Node: "n1",
@@ -135,6 +149,9 @@ func TestTimeoutFiresOnceAtTheDeadline(t *testing.T) {
 		ev := f.rec.last()
 		if ev.InviteID != id || !slices.Equal(ev.InviteeList, []string{"bob"}) || !slices.Equal(ev.To, []string{"alice", "bob"}) {
 			t.Fatalf("timeout event %+v", ev)
+		}
+		if want := []string{"ring bob []", `end [bob] timeout ""`}; !slices.Equal(f.rec.pushes, want) {
+			t.Fatalf("pushes %q, want %q", f.rec.pushes, want)
 		}
 		time.Sleep(time.Hour)
 		synctest.Wait()
@@ -226,24 +243,47 @@ func TestEventAudiences(t *testing.T) {
 	}
 }
 
-func TestOfflinePushRequests(t *testing.T) {
+// TestPushes: a ring is pushed for the invitees of an invitation neither
+// sent onlineUserOnly nor with disablePush, sparing the devices in the
+// foreground; the end of each invitee's part is pushed with its reason,
+// sparing the device that answered.
+func TestPushes(t *testing.T) {
 	f := newEngine(t)
 	ctx := context.Background()
-	f.rec.online["bob"] = true
+	f.rec.foreground["bob"] = []string{"bob-phone"}
 	if _, err := f.store.AddMembers(ctx, "g", []string{"alice", "bob", "carol", "dave"}); err != nil {
 		t.Fatal(err)
 	}
-	mustInvite := func(req invite.InviteRequest) {
+	mustInvite := func(req invite.InviteRequest) string {
 		t.Helper()
-		if _, err := f.e.Invite(ctx, alice, req); err != nil {
+		id, err := f.e.Invite(ctx, alice, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	group := mustInvite(invite.InviteRequest{GroupID: "g", Invitees: []string{"bob", "carol", "dave"}, Timeout: 30})
+	online := mustInvite(invite.InviteRequest{Invitees: []string{"carol"}, OnlineUserOnly: true})
+	quiet := mustInvite(invite.InviteRequest{Invitees: []string{"carol"}, Push: invite.PushInfo{DisablePush: true}})
+	carol := invite.Caller{User: "carol", Session: 3, Device: "carol-tablet"}
+	if err := f.e.Accept(ctx, carol, group, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.e.Cancel(ctx, alice, group, ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{online, quiet} {
+		if err := f.e.Accept(ctx, carol, id, ""); err != nil {
 			t.Fatal(err)
 		}
 	}
-	mustInvite(invite.InviteRequest{GroupID: "g", Invitees: []string{"bob", "carol", "dave"}})
-	mustInvite(invite.InviteRequest{Invitees: []string{"carol"}, OnlineUserOnly: true})
-	mustInvite(invite.InviteRequest{Invitees: []string{"carol"}, Push: invite.PushInfo{DisablePush: true}})
-	if !slices.Equal(f.rec.pushes, []string{"carol", "dave"}) {
-		t.Fatalf("pushes requested for %v, want the offline invitees of the first invitation only", f.rec.pushes)
+	want := []string{
+		"ring bob [bob-phone]", "ring carol []", "ring dave []",
+		`end [carol] accepted "carol-tablet"`,
+		`end [bob dave] cancelled ""`,
+	}
+	if !slices.Equal(f.rec.pushes, want) {
+		t.Fatalf("pushes\n%q\nwant\n%q", f.rec.pushes, want)
 	}
 }
 

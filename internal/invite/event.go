@@ -40,15 +40,19 @@ type Event struct {
 	// often it is published: an announcement is published again when its
 	// first try failed part-way, or its instance died before finishing.
 	Once string
+	// Presence asks Publish for each user's foreground devices, which
+	// decide who is pushed for a ring.
+	Presence bool
 }
 
 // Publisher delivers events to users' live connections, on every instance,
 // and keeps them for resume. Publish must not block on slow receivers: the
 // connection layer disconnects a receiver that cannot keep up rather than
-// slow the engine down. It reports, by index of ev.To, which users have a
-// live connection anywhere, so that the engine can ask for offline pushes.
-// An error means the event may have reached only some of its users: the
-// engine publishes it again, and ev.Once keeps anyone from getting it twice.
+// slow the engine down. When ev.Presence it reports, by index of ev.To, the
+// devices of each user with a foreground connection anywhere, so that the
+// engine can push the others. An error means the event may have reached
+// only some of its users: the engine publishes it again, and ev.Once keeps
+// anyone from getting it twice.
 type Publisher interface {
-	Publish(ctx context.Context, ev Event) (online []bool, err error)
+	Publish(ctx context.Context, ev Event) (foreground [][]string, err error)
 }

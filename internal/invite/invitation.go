@@ -73,10 +73,12 @@ type Announcement struct {
 	Origin Origin
 }
 
-// Origin names a connection: the instance it is on and its session there.
+// Origin names a connection: the instance it is on and its session there,
+// and the device it said it is.
 type Origin struct {
 	Node    string
 	Session uint64
+	Device  string
 }
 
 // PushInfo is the offlinePushInfo of an invite: what an offline push

@@ -201,19 +201,38 @@ func (e *Engine) effects(ctx context.Context, inv *Invitation, token string, a A
 		e.log.Error("unknown action in an outbox; dropped", "inviteID", inv.ID, "action", a.Action)
 		return nil
 	}
-	online, err := e.pub.Publish(ctx, ev)
+	push := e.pusher != nil && !inv.OnlineUserOnly && !inv.Push.DisablePush
+	ev.Presence = push && a.Action == ActInvite
+	foreground, err := e.pub.Publish(ctx, ev)
 	if err != nil {
 		return err
 	}
-	if a.Action == ActInvite && inv.Active() && !inv.OnlineUserOnly && !inv.Push.DisablePush && e.pusher != nil {
-		for i, u := range inv.Invitees {
-			if i >= len(online) || !online[i] {
-				e.pushRequests.Inc()
-				e.pusher.RequestPush(ctx, u, inv, inv.Push)
+	if !push {
+		return nil
+	}
+	// The pushes are recorded before the announcement is forgotten: made
+	// again, it records them again, and a job recorded before stays one.
+	switch a.Action {
+	case ActInvite:
+		if inv.Active() {
+			err = e.pusher.Ring(ctx, inv, foreground)
+		}
+	case ActAccept, ActReject:
+		err = e.pusher.End(ctx, inv, []string{a.Actor}, string(inv.States[a.Actor]), a.Origin.Device)
+	case ActCancel, ActTimeout:
+		state := StateCancelled
+		if a.Action == ActTimeout {
+			state = StateTimeout
+		}
+		var ended []string
+		for _, u := range inv.Invitees {
+			if inv.States[u] == state {
+				ended = append(ended, u)
 			}
 		}
+		err = e.pusher.End(ctx, inv, ended, string(state), "")
 	}
-	return nil
+	return err
 }
 
 // tidyOutbox runs every poll interval, from Run: it tells the store which

@@ -41,6 +41,10 @@ const (
 	OpModifyInvitation = "modifyInvitation"
 	OpGetSignalingInfo = "getSignalingInfo"
 	OpPing             = "ping"
+	// Devices and offline push (PROTOCOL.md §11).
+	OpSetOfflinePushConfig = "setOfflinePushConfig"
+	OpDoBackground         = "doBackground"
+	OpDoForeground         = "doForeground"
 )
 
 // Reply codes. The numbers are Tencent Cloud IM's where one fits, so that an

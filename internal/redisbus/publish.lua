@@ -9,6 +9,7 @@
 -- KEYS[3]  the user's shard channel. Not a key, but named here so that
 --          Redis Cluster checks that it shares the keys' slot, which
 --          SPUBLISH from a script requires.
+-- KEYS[4]  the user's presence hash: "<node>\n<device>" -> ms it lapses
 -- ARGV[1]  how many events to keep; 0: this event is not kept (no eventID)
 -- ARGV[2]  retention (ms): the stream and the hash expire this long after
 --          the newest event
@@ -21,6 +22,9 @@
 -- ARGV[7]  the connection that caused the event, "<node>\n<session>", or
 --          "": kept beside the frame (field o), so that this connection,
 --          catching up after a gap, skips it as it did live
+-- ARGV[8]  "1" to report the user's foreground devices, else ""
+-- ARGV[9]  now (ms), on the publisher's clock: presence entries that lapsed
+--          before it are dropped
 --
 -- The message is "<eventID>\n<prev>\n<header>\n<frame>", prev being the
 -- eventID of the user's kept event before this one ("" for the first), so
@@ -29,7 +33,9 @@
 --
 -- Returns SPUBLISH's count: how many subscriptions (instances watching the
 -- user) the message reached; -1 when the event was published to this user
--- before.
+-- before. With ARGV[8], {count, device, ...}: the devices with a foreground
+-- connection on some instance, each once, read first, so that an event
+-- published again reports them too.
 
 local keep = tonumber(ARGV[1])
 local once = ARGV[6]
@@ -52,8 +58,39 @@ local function older(a, b)
   return ams < bms or (ams == bms and aseq < bseq)
 end
 
+local present
+if ARGV[8] == '1' then
+  present = {}
+  local seen = {}
+  local now = tonumber(ARGV[9])
+  local p = redis.call('HGETALL', KEYS[4])
+  for i = 1, #p, 2 do
+    if tonumber(p[i + 1]) <= now then
+      redis.call('HDEL', KEYS[4], p[i])
+    else
+      local device = string.match(p[i], '\n(.*)$')
+      if device and not seen[device] then
+        seen[device] = true
+        present[#present + 1] = device
+      end
+    end
+  end
+end
+
+-- answer adds the foreground devices to the count when asked for them.
+local function answer(n)
+  if not present then
+    return n
+  end
+  local out = {n}
+  for _, d in ipairs(present) do
+    out[#out + 1] = d
+  end
+  return out
+end
+
 if once ~= '' and redis.call('HEXISTS', KEYS[2], 'once:' .. once) == 1 then
-  return -1
+  return answer(-1)
 end
 
 local id, prev = '', ''
@@ -113,4 +150,4 @@ if #fields > 0 then
   end
 end
 
-return redis.call('SPUBLISH', KEYS[3], id .. '\n' .. prev .. '\n' .. ARGV[4] .. '\n' .. ARGV[5])
+return answer(redis.call('SPUBLISH', KEYS[3], id .. '\n' .. prev .. '\n' .. ARGV[4] .. '\n' .. ARGV[5]))

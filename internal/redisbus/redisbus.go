@@ -13,6 +13,9 @@
 //	                         field, f: the frame without eventID
 //	<prefix>rung:{u:<user>}  hash: inviteID → eventID of the user's onReceiveNewInvitation
 //	<prefix>ch:{u:<user>}    shard channel (SPUBLISH/SSUBSCRIBE): the user's events
+//	<prefix>pres:{u:<user>}  hash: "<node>\n<deviceID>" → ms when the entry lapses: the
+//	                         user's devices with a foreground connection on that
+//	                         instance, refreshed by it every 20 s, lapsing after 60 s
 //
 // The stream and the hash expire Retention after the user's newest kept
 // event. An eventID is its stream entry ID "<ms>-<seq>" with the numbers
@@ -212,6 +215,8 @@ func (b *Bus) rungKey(user string) string { return b.prefix + "rung:{u:" + user 
 
 func (b *Bus) channel(user string) string { return b.prefix + "ch:{u:" + user + "}" }
 
+func (b *Bus) presenceKey(user string) string { return b.prefix + "pres:{u:" + user + "}" }
+
 // userOf returns the user of a channel of this bus.
 func (b *Bus) userOf(ch string) (string, bool) {
 	rest, ok := strings.CutPrefix(ch, b.prefix+"ch:{u:")
@@ -249,21 +254,24 @@ func (b *Bus) Ping(ctx context.Context) error {
 
 // Publish implements bus.Bus in one round trip: a pipeline of one command
 // per user, publish.lua for a kept event, else a plain SPUBLISH. A user is
-// online when an instance watches it. Errors reaching Redis wrap
+// online when an instance watches it; its foreground devices, when asked,
+// are read in the same script. Errors reaching Redis wrap
 // bus.ErrUnavailable; the event may then have gone to some users only.
-func (b *Bus) Publish(ctx context.Context, env bus.Envelope) ([]bool, error) {
+func (b *Bus) Publish(ctx context.Context, env bus.Envelope) ([]bus.Reach, error) {
 	if n := len(env.Frame); n < 2 || env.Frame[0] != '{' || env.Frame[n-1] != '}' {
 		return nil, errors.New("redisbus: publish: the frame is not a JSON object")
 	}
 	if strings.Contains(env.Kind, "\n") || strings.Contains(env.Except.Node, "\n") {
 		return nil, errors.New("redisbus: publish: newline in the kind or the origin node")
 	}
-	online := make([]bool, len(env.Users))
+	reach := make([]bus.Reach, len(env.Users))
 	if len(env.Users) == 0 {
-		return online, nil
+		return reach, nil
 	}
 	header := env.Except.Node + "\n" + strconv.FormatUint(env.Except.Session, 10) + "\n" + env.Kind
-	keys := func(u string) []string { return []string{b.streamKey(u), b.rungKey(u), b.channel(u)} }
+	keys := func(u string) []string {
+		return []string{b.streamKey(u), b.rungKey(u), b.channel(u), b.presenceKey(u)}
+	}
 	keep := 0
 	if env.Keep {
 		keep = b.keep
@@ -272,12 +280,16 @@ func (b *Bus) Publish(ctx context.Context, env bus.Envelope) ([]bool, error) {
 	if env.Except.Session != 0 {
 		origin = env.Except.Node + "\n" + strconv.FormatUint(env.Except.Session, 10)
 	}
-	args := []any{keep, b.retain, env.InviteID, header, env.Frame, env.Once, origin}
+	presence := ""
+	if env.Presence {
+		presence = "1"
+	}
+	args := []any{keep, b.retain, env.InviteID, header, env.Frame, env.Once, origin, presence, time.Now().UnixMilli()}
 
 	cmds := make([]redis.Cmder, len(env.Users))
 	pipe := b.c.Pipeline()
 	for i, u := range env.Users {
-		if env.Keep || env.Once != "" {
+		if env.Keep || env.Once != "" || env.Presence {
 			cmds[i] = pipe.EvalSha(ctx, publishScript.Hash(), keys(u), args...)
 		} else {
 			cmds[i] = pipe.SPublish(ctx, b.channel(u), "\n\n"+header+"\n"+string(env.Frame))
@@ -303,19 +315,106 @@ func (b *Bus) Publish(ctx context.Context, env bus.Envelope) ([]bool, error) {
 
 	for i, cmd := range cmds {
 		var n int64
-		var err error
 		switch cmd := cmd.(type) {
 		case *redis.Cmd:
-			n, err = cmd.Int64()
+			v, err := cmd.Result()
+			if err != nil {
+				return nil, unavailable("publish", err)
+			}
+			n, reach[i].Foreground = publishReply(v)
 		case *redis.IntCmd:
-			n, err = cmd.Result()
+			var err error
+			if n, err = cmd.Result(); err != nil {
+				return nil, unavailable("publish", err)
+			}
 		}
-		if err != nil {
-			return nil, unavailable("publish", err)
-		}
-		online[i] = n > 0 || n == -1 // -1: published before, and pushed then if need be
+		reach[i].Online = n > 0 || n == -1 // -1: published to this user before
 	}
-	return online, nil
+	return reach, nil
+}
+
+// publishReply reads publish.lua's answer: a count, or with presence
+// {count, device, ...}.
+func publishReply(v any) (int64, []string) {
+	switch v := v.(type) {
+	case int64:
+		return v, nil
+	case []any:
+		if len(v) == 0 {
+			return 0, nil
+		}
+		n, _ := v[0].(int64)
+		var devices []string
+		for _, d := range v[1:] {
+			if s, ok := d.(string); ok {
+				devices = append(devices, s)
+			}
+		}
+		return n, devices
+	}
+	return 0, nil
+}
+
+// Presence entries live presenceTTL past their last refresh, and every
+// instance refreshes its own every presenceRefresh: an instance that dies
+// leaves its devices counted as present for at most presenceTTL.
+const (
+	presenceTTL     = 60 * time.Second
+	presenceRefresh = 20 * time.Second
+)
+
+// SetForeground implements bus.Bus: the field <node>\n<device> of the
+// user's presence hash holds when it lapses (ms), or is gone.
+func (b *Bus) SetForeground(ctx context.Context, user, device string, foreground bool) error {
+	var err error
+	if foreground {
+		pipe := b.c.Pipeline()
+		pipe.HSet(ctx, b.presenceKey(user), b.node+"\n"+device, time.Now().Add(presenceTTL).UnixMilli())
+		pipe.PExpire(ctx, b.presenceKey(user), presenceTTL)
+		_, err = pipe.Exec(ctx)
+	} else {
+		err = b.c.HDel(ctx, b.presenceKey(user), b.node+"\n"+device).Err()
+	}
+	if err != nil {
+		return unavailable("presence", err)
+	}
+	return nil
+}
+
+// refreshPresence keeps this instance's foreground devices present, every
+// presenceRefresh, until ctx ends; it is one of Run's goroutines.
+func (b *Bus) refreshPresence(ctx context.Context) {
+	t := time.NewTicker(presenceRefresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		until := time.Now().Add(presenceTTL).UnixMilli()
+		const batch = 1000
+		pipe := b.c.Pipeline()
+		n := 0
+		flush := func() {
+			if n > 0 {
+				if _, err := pipe.Exec(ctx); err != nil && ctx.Err() == nil {
+					b.log.Warn("redisbus: refreshing presence failed; tried again next time", "err", err)
+				}
+				n = 0
+			}
+		}
+		for user, devices := range b.hub.ForegroundAll() {
+			for _, d := range devices {
+				pipe.HSet(ctx, b.presenceKey(user), b.node+"\n"+d, until)
+			}
+			pipe.PExpire(ctx, b.presenceKey(user), presenceTTL)
+			if n++; n >= batch {
+				flush()
+			}
+		}
+		flush()
+	}
 }
 
 // Replay implements bus.Bus with replay.lua: the check that nothing after

@@ -268,6 +268,7 @@ func (b *Bus) Run(ctx context.Context) error {
 		b.start(sh)
 	}
 	b.mu.Unlock()
+	b.wg.Go(func() { b.refreshPresence(ctx) })
 
 	<-ctx.Done()
 

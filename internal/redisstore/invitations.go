@@ -36,7 +36,7 @@ const (
 	// disablePush ("1" or "0"); absent when all are empty.
 	fPush = "push"
 	// fAnnouncePrefix + token: an outbox entry (Invitation.Unannounced), as
-	// netstrings of seq, action, actor, data, origin node, origin session.
+	// netstrings of seq, action, actor, data, origin node, session, device.
 	fAnnouncePrefix = "a:"
 )
 
@@ -148,10 +148,10 @@ func createArgs(inv *invite.Invitation) []any {
 }
 
 // encodeAnnouncement encodes a's fields but Seq, which transition.lua
-// numbers itself: netstrings of action, actor, data, origin node and
-// session. A stored entry is the netstring of its Seq followed by these.
+// numbers itself: netstrings of action, actor, data, origin node, session
+// and device. A stored entry is the netstring of its Seq followed by these.
 func encodeAnnouncement(a invite.Announcement) string {
-	return encodeList([]string{string(a.Action), a.Actor, a.Data, a.Origin.Node, strconv.FormatUint(a.Origin.Session, 10)})
+	return encodeList([]string{string(a.Action), a.Actor, a.Data, a.Origin.Node, strconv.FormatUint(a.Origin.Session, 10), a.Origin.Device})
 }
 
 func boolField(b bool) string {
@@ -473,7 +473,7 @@ func decodeInvitation(id string, h map[string]string) (*invite.Invitation, error
 
 func decodeAnnouncement(v string) (invite.Announcement, error) {
 	f, err := decodeList(v)
-	if err != nil || len(f) != 6 {
+	if err != nil || len(f) != 7 {
 		return invite.Announcement{}, fmt.Errorf("malformed announcement %q", v)
 	}
 	seq, err1 := strconv.ParseInt(f[0], 10, 64)
@@ -482,7 +482,7 @@ func decodeAnnouncement(v string) (invite.Announcement, error) {
 		return invite.Announcement{}, fmt.Errorf("malformed announcement %q", v)
 	}
 	return invite.Announcement{Seq: seq, Action: invite.Action(f[1]), Actor: f[2], Data: f[3],
-		Origin: invite.Origin{Node: f[4], Session: session}}, nil
+		Origin: invite.Origin{Node: f[4], Session: session, Device: f[6]}}, nil
 }
 
 // encodeList encodes a list of strings as netstrings ("3:bob,5:carol,"),

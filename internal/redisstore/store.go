@@ -25,7 +25,8 @@
 // (how many announcements were recorded), push (the offlinePushInfo as
 // netstrings, absent when empty), one field s:<user> per invitee with its
 // state, and one field a:<token> per outbox entry (the netstrings of its
-// seq, action, actor, data, origin node and session), until announced.
+// seq, action, actor, data, origin node, session and device), until
+// announced.
 //
 // Every change of an invitation is one script call (create.lua,
 // transition.lua), so concurrent changes are serialised by Redis. Times are

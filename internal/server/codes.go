@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/signald/signald/internal/auth"
+	"github.com/signald/signald/internal/device"
 	"github.com/signald/signald/internal/group"
 	"github.com/signald/signald/internal/invite"
 	"github.com/signald/signald/internal/protocol"
@@ -17,6 +18,7 @@ var codeTable = []struct {
 }{
 	{protocol.ErrBadParam, protocol.CodeInvalidParams},
 	{invite.ErrInvalid, protocol.CodeInvalidParams},
+	{device.ErrInvalid, protocol.CodeInvalidParams},
 	{invite.ErrDataTooLarge, protocol.CodeDataTooLarge},
 	{invite.ErrTooManyInvitees, protocol.CodeTooManyInvitees},
 	{group.ErrNotFound, protocol.CodeGroupNotFound},
@@ -29,6 +31,7 @@ var codeTable = []struct {
 	{auth.ErrWrongUser, protocol.CodeSigWrongUser},
 	{auth.ErrInvalid, protocol.CodeSigInvalid},
 	{invite.ErrUnavailable, protocol.CodeInternal},
+	{device.ErrUnavailable, protocol.CodeInternal},
 }
 
 // codeOf returns the wire code and description for err. Internal errors

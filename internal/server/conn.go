@@ -25,8 +25,13 @@ type conn struct {
 	limiter *rate.Limiter // owned by the reader
 
 	user     string      // set by the reader at login, before loggedIn
+	device   string      // the login's deviceID, "" for none; set by the reader at login, before the hub knows c
 	loggedIn atomic.Bool // written by the reader, read by the writer
 	watching bool        // owned by the reader: the bus delivers user's events here
+	// foreground: the app is in front (doForeground, the default); a
+	// device with a foreground connection is not pushed. Written by the
+	// reader, read by the hub and the bus.
+	foreground atomic.Bool
 
 	// The send queue is a slice rather than a buffered channel so that an
 	// idle connection holds no buffer at all; wake (capacity 1) tells the
@@ -136,6 +141,7 @@ func (c *conn) run() {
 	<-writerDone
 	if c.loggedIn.Load() {
 		c.srv.d.Hub.Unregister(c.user, c)
+		c.setForeground(false)
 	}
 	if c.watching {
 		c.srv.d.Bus.Unwatch(c.user)

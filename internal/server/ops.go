@@ -10,6 +10,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/signald/signald/internal/bus"
+	"github.com/signald/signald/internal/device"
 	"github.com/signald/signald/internal/invite"
 	"github.com/signald/signald/internal/protocol"
 )
@@ -20,13 +21,16 @@ import (
 type handler func(c *conn, ctx context.Context, r *protocol.Request) (any, error)
 
 var handlers = map[string]handler{
-	protocol.OpInvite:           (*conn).opInvite,
-	protocol.OpInviteInGroup:    (*conn).opInviteInGroup,
-	protocol.OpCancel:           opChange(func(e Engine) changeFunc { return e.Cancel }, false),
-	protocol.OpAccept:           opChange(func(e Engine) changeFunc { return e.Accept }, false),
-	protocol.OpReject:           opChange(func(e Engine) changeFunc { return e.Reject }, false),
-	protocol.OpModifyInvitation: opChange(func(e Engine) changeFunc { return e.Modify }, true),
-	protocol.OpGetSignalingInfo: (*conn).opGet,
+	protocol.OpInvite:               (*conn).opInvite,
+	protocol.OpInviteInGroup:        (*conn).opInviteInGroup,
+	protocol.OpCancel:               opChange(func(e Engine) changeFunc { return e.Cancel }, false),
+	protocol.OpAccept:               opChange(func(e Engine) changeFunc { return e.Accept }, false),
+	protocol.OpReject:               opChange(func(e Engine) changeFunc { return e.Reject }, false),
+	protocol.OpModifyInvitation:     opChange(func(e Engine) changeFunc { return e.Modify }, true),
+	protocol.OpGetSignalingInfo:     (*conn).opGet,
+	protocol.OpSetOfflinePushConfig: (*conn).opSetOfflinePushConfig,
+	protocol.OpDoBackground:         (*conn).opBackground,
+	protocol.OpDoForeground:         (*conn).opForeground,
 	protocol.OpPing: func(*conn, context.Context, *protocol.Request) (any, error) {
 		return protocol.PingData{ServerTime: time.Now().UnixMilli()}, nil
 	},
@@ -85,7 +89,9 @@ func (c *conn) observe(op string, code int, start time.Time) {
 	c.srv.m.latency.WithLabelValues(op).Observe(time.Since(start).Seconds())
 }
 
-func (c *conn) caller() invite.Caller { return invite.Caller{User: c.user, Session: c.session} }
+func (c *conn) caller() invite.Caller {
+	return invite.Caller{User: c.user, Session: c.session, Device: c.device}
+}
 
 // login authenticates the connection, registers it with the hub and the
 // bus and sends, in this order, the reply; the events kept after
@@ -106,6 +112,12 @@ func (c *conn) login(ctx context.Context, req *protocol.Request, start time.Time
 		lastEventID, err = req.OptString("lastEventID")
 		hasLast = req.Has("lastEventID")
 	}
+	var dev string
+	if err == nil && req.Has("deviceID") {
+		if dev, err = req.String("deviceID"); err == nil {
+			err = device.CheckDeviceID(dev)
+		}
+	}
 	if err == nil {
 		err = c.srv.d.Verifier.Verify(user, sig)
 	}
@@ -113,7 +125,7 @@ func (c *conn) login(ctx context.Context, req *protocol.Request, start time.Time
 		c.failLogin(req.ID, start, err)
 		return
 	}
-	c.user = user
+	c.user, c.device = user, dev
 	c.holdMu.Lock()
 	c.holding = true
 	c.holdMu.Unlock()
@@ -129,6 +141,7 @@ func (c *conn) login(ctx context.Context, req *protocol.Request, start time.Time
 		return
 	}
 	c.watching = true
+	c.setForeground(true)
 	// Live events now reach c.held. What happened before is replayed from
 	// the user's kept events, or, without a usable lastEventID, the user is
 	// rung again for every invitation still pending. An empty lastEventID
@@ -247,6 +260,7 @@ func mergeByEventID(frames, held [][]byte) [][]byte {
 func (c *conn) undoLogin() {
 	c.loggedIn.Store(false)
 	c.srv.d.Hub.Unregister(c.user, c)
+	c.setForeground(false)
 	if c.watching {
 		c.srv.d.Bus.Unwatch(c.user)
 		c.watching = false

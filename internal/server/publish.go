@@ -23,19 +23,28 @@ func NewPublisher(b bus.Bus) *Publisher {
 // Publish implements invite.Publisher. The frame is encoded once; the bus
 // adds each user's eventID. A bus error is the engine's to handle: it
 // publishes again, and ev.Once keeps anyone from getting the event twice.
-func (p *Publisher) Publish(ctx context.Context, ev invite.Event) ([]bool, error) {
+func (p *Publisher) Publish(ctx context.Context, ev invite.Event) ([][]string, error) {
 	env := bus.Envelope{
-		Users:  ev.To,
-		Frame:  encodeEvent(ev),
-		Keep:   !ev.OnlineUserOnly,
-		Except: bus.Origin{Node: ev.Except.Node, Session: ev.Except.Session},
-		Kind:   string(ev.Kind),
-		Once:   ev.Once,
+		Users:    ev.To,
+		Frame:    encodeEvent(ev),
+		Keep:     !ev.OnlineUserOnly,
+		Except:   bus.Origin{Node: ev.Except.Node, Session: ev.Except.Session},
+		Kind:     string(ev.Kind),
+		Once:     ev.Once,
+		Presence: ev.Presence,
 	}
 	if ev.Kind == invite.EvNewInvitation {
 		env.InviteID = ev.InviteID
 	}
-	return p.bus.Publish(ctx, env)
+	reach, err := p.bus.Publish(ctx, env)
+	if err != nil || !ev.Presence {
+		return nil, err
+	}
+	fg := make([][]string, len(reach))
+	for i, r := range reach {
+		fg[i] = r.Foreground
+	}
+	return fg, nil
 }
 
 // newInvitationEvent is the onReceiveNewInvitation of inv, with its current

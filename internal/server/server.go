@@ -19,6 +19,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/signald/signald/internal/bus"
+	"github.com/signald/signald/internal/device"
 	"github.com/signald/signald/internal/hub"
 	"github.com/signald/signald/internal/invite"
 )
@@ -121,9 +122,15 @@ type Deps struct {
 	Verifier Verifier
 	Health   Health
 	Admin    http.Handler // the group admin API; it routes its own full /v1/groups/... paths
-	Logger   *slog.Logger
-	Registry prometheus.Registerer
-	Gatherer prometheus.Gatherer // what /metrics serves
+	// Devices keeps device registrations; PushEnabled says which platforms
+	// have credentials here (a registration for another is refused).
+	Devices     Devices
+	PushEnabled func(device.Platform) bool
+	// AdminToken guards the device admin API (/v1/users/...).
+	AdminToken string
+	Logger     *slog.Logger
+	Registry   prometheus.Registerer
+	Gatherer   prometheus.Gatherer // what /metrics serves
 }
 
 // Server serves signald's HTTP surface and owns every WebSocket connection it
@@ -149,7 +156,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	if d.Engine == nil || d.Hub == nil || d.Bus == nil || d.Verifier == nil || d.Health == nil || d.Admin == nil ||
+	if d.Engine == nil || d.Hub == nil || d.Bus == nil || d.Verifier == nil || d.Health == nil || d.Admin == nil || d.Devices == nil || d.PushEnabled == nil ||
 		d.Logger == nil || d.Registry == nil || d.Gatherer == nil {
 		return nil, errors.New("server: every dependency is required")
 	}
@@ -170,6 +177,7 @@ func (s *Server) Handler() http.Handler {
 	r := chi.NewRouter()
 	r.Get("/v1/ws", s.serveWS)
 	r.Handle("/v1/groups/*", s.d.Admin)
+	r.Handle("/v1/users/*", s.deviceAdmin())
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))

@@ -50,16 +50,30 @@ func Run(t *testing.T, newFactory func(t *testing.T) NewNodeFunc) {
 	t.Run("RungAs", func(t *testing.T) { testRungAs(t, newFactory(t)) })
 	t.Run("Once", func(t *testing.T) { testOnce(t, newFactory(t)) })
 	t.Run("AcrossInstances", func(t *testing.T) { testAcross(t, newFactory(t)) })
+	t.Run("Presence", func(t *testing.T) { testPresence(t, newFactory(t)) })
+}
+
+// onlines returns the Online of each reach.
+func onlines(reach []bus.Reach) []bool {
+	out := make([]bool, len(reach))
+	for i, r := range reach {
+		out[i] = r.Online
+	}
+	return out
 }
 
 // Sink records frames, as a connection would receive them, and every
 // delivery, skipped ones (its own events) included.
 type Sink struct {
-	ID     uint64
-	mu     sync.Mutex
-	frames [][]byte
-	all    []Delivered
-	signal chan struct{}
+	ID uint64
+	// Device and Foreground are what Presence reports; set them before
+	// registering the sink.
+	Device     string
+	Foreground bool
+	mu         sync.Mutex
+	frames     [][]byte
+	all        []Delivered
+	signal     chan struct{}
 }
 
 // Delivered is one delivery to a Sink.
@@ -90,6 +104,9 @@ func (s *Sink) Send(d hub.Delivery) bool {
 	}
 	return true
 }
+
+// Presence implements hub.Sink.
+func (s *Sink) Presence() (string, bool) { return s.Device, s.Foreground }
 
 // Skip implements hub.Sink.
 func (s *Sink) Skip(d hub.Delivery) {
@@ -280,8 +297,8 @@ func testDelivery(t *testing.T, f NewNodeFunc) {
 	phone, laptop := NewSink(), NewSink()
 	watch(t, n, "bob", phone)
 	watch(t, n, "bob", laptop)
-	online, err := n.Bus.Publish(ctx, bus.Envelope{Users: []string{"bob", "nobody"}, Frame: []byte(`{"event":"e","n":1}`), Keep: true, Kind: "e"})
-	if err != nil || !slices.Equal(online, []bool{true, false}) {
+	reach, err := n.Bus.Publish(ctx, bus.Envelope{Users: []string{"bob", "nobody"}, Frame: []byte(`{"event":"e","n":1}`), Keep: true, Kind: "e"})
+	if online := onlines(reach); err != nil || !slices.Equal(online, []bool{true, false}) {
 		t.Fatalf("Publish: online %v, %v; want [true false]", online, err)
 	}
 	// The phone caused the second event: only the laptop gets it.
@@ -369,9 +386,9 @@ func testOnce(t *testing.T, f NewNodeFunc) {
 		e := env([]string{"bob", "carol"}, 1, keep)
 		e.Once = fmt.Sprintf("timeout:inv-%v", keep)
 		for range 2 {
-			online, err := n.Bus.Publish(ctx, e)
-			if err != nil || !online[0] {
-				t.Fatalf("Publish: %v, %v", online, err)
+			reach, err := n.Bus.Publish(ctx, e)
+			if err != nil || !reach[0].Online {
+				t.Fatalf("Publish: %v, %v", reach, err)
 			}
 		}
 	}
@@ -404,8 +421,8 @@ func testAcross(t *testing.T, f NewNodeFunc) {
 		t.Fatal(err)
 	}
 	b.Hub.Register("carol", other)
-	online, err := a.Bus.Publish(ctx, env([]string{"bob", "carol", "nobody"}, 1, true))
-	if err != nil || !slices.Equal(online, []bool{true, true, false}) {
+	reach, err := a.Bus.Publish(ctx, env([]string{"bob", "carol", "nobody"}, 1, true))
+	if online := onlines(reach); err != nil || !slices.Equal(online, []bool{true, true, false}) {
 		t.Fatalf("online %v, %v; want [true true false]", online, err)
 	}
 	// The same session number on another instance is another connection.
@@ -426,7 +443,59 @@ func testAcross(t *testing.T, f NewNodeFunc) {
 	// After Unwatch an instance no longer receives the user's events.
 	b.Hub.Unregister("carol", other)
 	b.Bus.Unwatch("carol")
-	if online, _ := a.Bus.Publish(ctx, env([]string{"carol"}, 3, true)); online[0] {
+	if reach, _ := a.Bus.Publish(ctx, env([]string{"carol"}, 3, true)); reach[0].Online {
 		t.Fatal("carol still online after her only connection left")
+	}
+}
+
+// testPresence: a publish that asks for it reports each user's devices with
+// a foreground connection, on every instance, each once: not those in the
+// background, not connections without a deviceID, and not a device once it
+// went to the background. An event published before reports them too.
+func testPresence(t *testing.T, f NewNodeFunc) {
+	ctx := context.Background()
+	a := mustNode(t, f)
+	phone := &Sink{ID: 1, Device: "phone", Foreground: true, signal: make(chan struct{}, 1)}
+	phone2 := &Sink{ID: 2, Device: "phone", Foreground: true, signal: make(chan struct{}, 1)}
+	tablet := &Sink{ID: 3, Device: "tablet", signal: make(chan struct{}, 1)}
+	laptop := &Sink{ID: 4, Foreground: true, signal: make(chan struct{}, 1)}
+	for _, s := range []*Sink{phone, phone2, tablet, laptop} {
+		watch(t, a, "bob", s)
+		if s.Device != "" {
+			if err := a.Bus.SetForeground(ctx, "bob", s.Device, s.Foreground); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	want := []string{"phone"}
+	b, across := f(t)
+	if across {
+		watch(t, b, "bob", &Sink{ID: 1, Device: "watch", Foreground: true, signal: make(chan struct{}, 1)})
+		if err := b.Bus.SetForeground(ctx, "bob", "watch", true); err != nil {
+			t.Fatal(err)
+		}
+		want = []string{"phone", "watch"}
+	}
+	e := env([]string{"bob", "nobody"}, 1, true)
+	e.Presence, e.Once = true, "ring-1"
+	for range 2 { // the second time as published before
+		reach, err := a.Bus.Publish(ctx, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := slices.Sorted(slices.Values(reach[0].Foreground))
+		if !slices.Equal(got, want) || len(reach[1].Foreground) != 0 {
+			t.Fatalf("foreground devices %v and %v, want %v and none", reach[0].Foreground, reach[1].Foreground, want)
+		}
+	}
+	if across {
+		if err := b.Bus.SetForeground(ctx, "bob", "watch", false); err != nil {
+			t.Fatal(err)
+		}
+		e.Once = "ring-2"
+		reach, err := a.Bus.Publish(ctx, e)
+		if err != nil || !slices.Equal(reach[0].Foreground, []string{"phone"}) {
+			t.Fatalf("after the watch went to the background: %v, %v", reach, err)
+		}
 	}
 }

@@ -157,7 +157,7 @@ func testMatchesApply(t *testing.T, s Backend) {
 			}
 			if rng.IntN(2) == 0 {
 				ch.Token, ch.AnnounceBy = fmt.Sprintf("tok%d.%d", round, step), now+1000
-				ch.Origin = invite.Origin{Node: "n" + strconv.Itoa(step), Session: uint64(rng.IntN(1000))}
+				ch.Origin = invite.Origin{Node: "n" + strconv.Itoa(step), Session: uint64(rng.IntN(1000)), Device: "d,:\n" + strconv.Itoa(step)}
 			}
 			want, wantErr := invite.Apply(model, ch)
 			got, gotErr := s.Apply(ctx, model.ID, ch)
@@ -422,7 +422,7 @@ func testAnnouncements(t *testing.T, s Backend) {
 	mustCreate(t, s, inv)
 	created := CreationToken(inv)
 	by := now + 2000
-	origin := invite.Origin{Node: "node-b", Session: 42}
+	origin := invite.Origin{Node: "node-b", Session: 42, Device: "bob's phone"}
 	if _, err := s.Apply(ctx, inv.ID, invite.Change{Action: invite.ActAccept, Actor: "bob", Data: "yes\n,:{}", Now: now + 1, Token: "t1", AnnounceBy: by, Origin: origin}); err != nil {
 		t.Fatal(err)
 	}

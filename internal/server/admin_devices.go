@@ -1,0 +1,191 @@
+package server
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/signald/signald/internal/device"
+	"github.com/signald/signald/internal/invite"
+)
+
+// maxDeviceBody bounds the body of a device registration: a 4 KiB token
+// and a few fields.
+const maxDeviceBody = 16 << 10
+
+// deviceAdmin serves the device admin API of PROTOCOL.md §11, for the
+// app's backend: the same registrations setOfflinePushConfig makes.
+//
+//	PUT    /v1/users/{userID}/devices/{deviceID}  {"platform","token","sandbox"}  → 200 the device's registrations
+//	GET    /v1/users/{userID}/devices                                            → 200 every registration of the user
+//	DELETE /v1/users/{userID}/devices/{deviceID}                                 → 204
+//
+// Every request carries "Authorization: Bearer <admin token>", checked
+// before routing; errors are JSON {"error": "..."}.
+func (s *Server) deviceAdmin() http.Handler {
+	tokenHash := sha256.Sum256([]byte(s.d.AdminToken))
+	r := chi.NewRouter()
+	r.Use(func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			bearer, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer ")
+			got := sha256.Sum256([]byte(bearer))
+			if !ok || s.d.AdminToken == "" || subtle.ConstantTimeCompare(got[:], tokenHash[:]) != 1 {
+				s.log.WarnContext(req.Context(), "device admin API: unauthorized request", "method", req.Method, "remote", req.RemoteAddr)
+				adminError(w, http.StatusUnauthorized, "missing or wrong admin token")
+				return
+			}
+			next.ServeHTTP(w, req)
+		})
+	})
+	r.NotFound(func(w http.ResponseWriter, _ *http.Request) { adminError(w, http.StatusNotFound, "not found") })
+	r.MethodNotAllowed(func(w http.ResponseWriter, _ *http.Request) {
+		adminError(w, http.StatusMethodNotAllowed, "method not allowed")
+	})
+	r.Put("/v1/users/{userID}/devices/{deviceID}", s.adminPutDevice)
+	r.Get("/v1/users/{userID}/devices", s.adminGetDevices)
+	r.Delete("/v1/users/{userID}/devices/{deviceID}", s.adminDeleteDevice)
+	return r
+}
+
+// registrationJSON is one registration as the admin API shows it.
+type registrationJSON struct {
+	DeviceID string `json:"deviceID"`
+	Platform string `json:"platform"`
+	Token    string `json:"token"`
+	Sandbox  bool   `json:"sandbox"`
+	Updated  int64  `json:"updated"` // ms since epoch
+}
+
+type devicesJSON struct {
+	UserID  string             `json:"userID"`
+	Devices []registrationJSON `json:"devices"`
+}
+
+// pathIDs reads and checks the userID (and deviceID, when the route has
+// one) of the path; it answers 400 itself when one is bad.
+func pathIDs(w http.ResponseWriter, r *http.Request, withDevice bool) (user, dev string, ok bool) {
+	user = chi.URLParam(r, "userID")
+	if err := invite.CheckID("userID", user); err != nil {
+		adminError(w, http.StatusBadRequest, err.Error())
+		return "", "", false
+	}
+	if withDevice {
+		dev = chi.URLParam(r, "deviceID")
+		if err := device.CheckDeviceID(dev); err != nil {
+			adminError(w, http.StatusBadRequest, err.Error())
+			return "", "", false
+		}
+	}
+	return user, dev, true
+}
+
+func (s *Server) adminPutDevice(w http.ResponseWriter, r *http.Request) {
+	user, dev, ok := pathIDs(w, r, true)
+	if !ok {
+		return
+	}
+	var body struct {
+		Platform *string `json:"platform"`
+		Token    *string `json:"token"`
+		Sandbox  bool    `json:"sandbox"`
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxDeviceBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil || dec.Decode(&struct{}{}) != io.EOF {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			adminError(w, http.StatusRequestEntityTooLarge, "body larger than 16 KiB")
+			return
+		}
+		adminError(w, http.StatusBadRequest, "body must be one JSON object {\"platform\", \"token\", \"sandbox\"}")
+		return
+	}
+	if body.Platform == nil || body.Token == nil {
+		adminError(w, http.StatusBadRequest, "platform and token are required (an empty token removes the registration)")
+		return
+	}
+	reg := device.Registration{User: user, Device: dev, Platform: device.Platform(*body.Platform), Token: *body.Token,
+		Sandbox: body.Sandbox, Updated: time.Now().UnixMilli()}
+	if !s.adminDo(w, r, s.register(r.Context(), reg)) {
+		return
+	}
+	all, ok := s.userDevices(w, r, user)
+	if !ok {
+		return
+	}
+	out := devicesJSON{UserID: user, Devices: []registrationJSON{}}
+	for _, d := range all {
+		if d.DeviceID == dev {
+			out.Devices = append(out.Devices, d)
+		}
+	}
+	adminJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) adminGetDevices(w http.ResponseWriter, r *http.Request) {
+	user, _, ok := pathIDs(w, r, false)
+	if !ok {
+		return
+	}
+	all, ok := s.userDevices(w, r, user)
+	if ok {
+		adminJSON(w, http.StatusOK, devicesJSON{UserID: user, Devices: all})
+	}
+}
+
+func (s *Server) adminDeleteDevice(w http.ResponseWriter, r *http.Request) {
+	user, dev, ok := pathIDs(w, r, true)
+	if !ok {
+		return
+	}
+	if s.adminDo(w, r, s.d.Devices.RemoveDevice(r.Context(), user, dev)) {
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+// userDevices returns user's registrations for the admin API.
+func (s *Server) userDevices(w http.ResponseWriter, r *http.Request, user string) ([]registrationJSON, bool) {
+	regs, err := s.d.Devices.Devices(r.Context(), []string{user})
+	if !s.adminDo(w, r, err) {
+		return nil, false
+	}
+	out := []registrationJSON{}
+	for _, d := range regs[0] {
+		out = append(out, registrationJSON{DeviceID: d.Device, Platform: string(d.Platform), Token: d.Token, Sandbox: d.Sandbox, Updated: d.Updated})
+	}
+	return out, true
+}
+
+// adminDo answers err, if any: 400 for a bad registration, 503 for a store
+// that failed (logged: the caller cannot tell whether it took effect).
+func (s *Server) adminDo(w http.ResponseWriter, r *http.Request, err error) bool {
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, device.ErrInvalid):
+		adminError(w, http.StatusBadRequest, err.Error())
+	default:
+		s.log.ErrorContext(r.Context(), "device admin API: store failed", "method", r.Method, "err", err)
+		adminError(w, http.StatusServiceUnavailable, "store unavailable; the request may or may not have taken effect")
+	}
+	return false
+}
+
+func adminJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func adminError(w http.ResponseWriter, status int, msg string) {
+	adminJSON(w, status, struct {
+		Error string `json:"error"`
+	}{msg})
+}
