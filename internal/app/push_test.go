@@ -23,7 +23,7 @@ type fakes struct {
 }
 
 // withPush points o's push platforms at fresh fakes.
-func withPush(t *testing.T, o app.Options) (app.Options, fakes) {
+func withPush(t testing.TB, o app.Options) (app.Options, fakes) {
 	t.Helper()
 	f := fakes{pushtest.NewAPNs(t), pushtest.NewFCM(t), pushtest.NewWebhook(t)}
 	o.Push = push.Config{APNs: f.apns.Options(), FCM: f.fcm.Options(), Webhook: f.hook.Options()}
@@ -44,7 +44,7 @@ func (dm *daemon) loginDevice(user, device string) *clientT {
 }
 
 // register registers a device of c's user.
-func register(t *testing.T, c *clientT, device, platform, token string) {
+func register(t testing.TB, c *clientT, device, platform, token string) {
 	t.Helper()
 	mustCall(t, c, protocol.OpSetOfflinePushConfig, map[string]any{"deviceID": device, "platform": platform, "token": token})
 }
@@ -304,5 +304,53 @@ func TestPushBadInput(t *testing.T) {
 	}
 	if code, _ := dm.admin("DELETE", "/v1/users/alice/devices/d2", ""); code != http.StatusNoContent {
 		t.Fatalf("DELETE a device: %d", code)
+	}
+}
+
+// BenchmarkPushLatency measures, one invitation at a time, from sending the
+// invite to the fake platform receiving the ring push of an offline device,
+// per store and platform:
+//
+//	go test -run '^$' -bench PushLatency -benchtime 200x ./internal/app
+//
+// It reports the median and the 99th percentile in ms.
+func BenchmarkPushLatency(b *testing.B) {
+	for _, backend := range backends {
+		for _, platform := range []string{"apns-voip", "fcm", "webhook"} {
+			b.Run(backend+"/"+platform, func(b *testing.B) {
+				o, f := withPush(b, baseOptions(b, backend))
+				o.Server.RateLimit, o.Server.RateBurst = 1e9, 1e9
+				dm := startDaemon(b, o)
+				alice, bob := dm.login("alice"), dm.loginDevice("bob", "bob-laptop")
+				register(b, bob, "bob-phone", platform, "tok-bob")
+				_ = bob.Close()
+				received := func() int {
+					switch platform {
+					case "fcm":
+						return len(f.fcm.Requests())
+					case "webhook":
+						return len(f.hook.Requests())
+					}
+					return len(f.apns.Requests())
+				}
+				lat := make([]time.Duration, 0, b.N)
+				b.ResetTimer()
+				for i := range b.N {
+					start := time.Now()
+					invite(b, alice, map[string]any{"invitee": "bob", "data": "", "timeout": 30})
+					for received() <= i {
+						if time.Since(start) > waitFor {
+							b.Fatalf("push %d not received within %v", i, waitFor)
+						}
+						time.Sleep(50 * time.Microsecond)
+					}
+					lat = append(lat, time.Since(start))
+				}
+				b.StopTimer()
+				slices.Sort(lat)
+				b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+				b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+			})
+		}
 	}
 }
