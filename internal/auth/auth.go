@@ -19,6 +19,7 @@ package auth
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -81,6 +82,12 @@ func (v *Verifier) Verify(userID, userSig string) error {
 	if userSig == "" {
 		return ErrEmpty
 	}
+	// A JWS in compact form is base64url and dots, nothing else. Go's
+	// base64 decoder skips CR and LF, so without this check a token with
+	// line breaks (or anything smuggled after them) would pass.
+	if i := strings.IndexFunc(userSig, notCompactJWS); i >= 0 {
+		return fmt.Errorf("%w: character %q at %d is not part of a compact JWS", ErrInvalid, userSig[i], i)
+	}
 	now := time.Now
 	if v.Now != nil {
 		now = v.Now
@@ -125,6 +132,15 @@ func (v *Verifier) Verify(userID, userSig string) error {
 		return fmt.Errorf("%w: sub does not match the login userID", ErrWrongUser)
 	}
 	return nil
+}
+
+// notCompactJWS reports a rune that cannot appear in a compact JWS.
+func notCompactJWS(r rune) bool {
+	switch {
+	case r >= 'A' && r <= 'Z', r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-', r == '_', r == '.':
+		return false
+	}
+	return true
 }
 
 // key hands the parser our secret; the parser has already checked the

@@ -100,6 +100,16 @@ func TestVerify(t *testing.T) {
 			return sign(t, hs256, secret, claims(nil))
 		}, nil},
 		{"empty userSig", "alice", func(*testing.T) string { return "" }, auth.ErrEmpty},
+		{"CR LF after the signature", "alice", func(t *testing.T) string {
+			return sign(t, hs256, secret, claims(nil)) + "\r\n"
+		}, auth.ErrInvalid},
+		{"line break inside the signature", "alice", func(t *testing.T) string {
+			s := sign(t, hs256, secret, claims(nil))
+			return s[:len(s)-4] + "\n" + s[len(s)-4:]
+		}, auth.ErrInvalid},
+		{"trailing space", "alice", func(t *testing.T) string {
+			return sign(t, hs256, secret, claims(nil)) + " "
+		}, auth.ErrInvalid},
 		{"other secret", "alice", func(t *testing.T) string {
 			return sign(t, hs256, []byte("another-secret"), claims(nil))
 		}, auth.ErrInvalid},

@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"unicode/utf8"
+
+	"github.com/signald/signald/internal/ids"
 )
 
 // Platform names a way to push a device.
@@ -56,15 +58,11 @@ type Registration struct {
 // ErrInvalid wraps every validation failure.
 var ErrInvalid = errors.New("invalid device registration")
 
-// CheckDeviceID validates a deviceID: 1 to MaxDeviceIDBytes bytes of UTF-8.
+// CheckDeviceID validates a deviceID (package ids): 1 to MaxDeviceIDBytes
+// bytes of UTF-8 without control or bidirectional formatting characters.
 func CheckDeviceID(id string) error {
-	switch {
-	case id == "":
-		return fmt.Errorf("deviceID is empty: %w", ErrInvalid)
-	case len(id) > MaxDeviceIDBytes:
-		return fmt.Errorf("deviceID longer than %d bytes: %w", MaxDeviceIDBytes, ErrInvalid)
-	case !utf8.ValidString(id):
-		return fmt.Errorf("deviceID is not valid UTF-8: %w", ErrInvalid)
+	if err := ids.Check(id, MaxDeviceIDBytes); err != nil {
+		return fmt.Errorf("deviceID %w: %w", err, ErrInvalid)
 	}
 	return nil
 }

@@ -9,9 +9,10 @@ import (
 	"slices"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/signald/signald/internal/ids"
 )
 
 // MaxDataBytes is the largest data string any op may carry (12 KiB).
@@ -292,15 +293,11 @@ func (e *Engine) checkInvite(c Caller, req InviteRequest) error {
 	return nil
 }
 
-// CheckID validates a user or group ID: non-empty, valid UTF-8, bounded.
+// CheckID validates a user or group ID (package ids): not empty, bounded,
+// valid UTF-8, no control or bidirectional formatting characters.
 func CheckID(what, id string) error {
-	switch {
-	case id == "":
-		return fmt.Errorf("%s is empty: %w", what, ErrInvalid)
-	case len(id) > MaxUserIDBytes:
-		return fmt.Errorf("%s longer than %d bytes: %w", what, MaxUserIDBytes, ErrInvalid)
-	case !utf8.ValidString(id):
-		return fmt.Errorf("%s is not valid UTF-8: %w", what, ErrInvalid)
+	if err := ids.Check(id, MaxUserIDBytes); err != nil {
+		return fmt.Errorf("%s %w: %w", what, err, ErrInvalid)
 	}
 	return nil
 }
