@@ -248,7 +248,14 @@ func Start(ctx context.Context, o Options, logger *slog.Logger, reg prometheus.R
 		return fail(fmt.Errorf("listen on %s: %w", o.Addr, err))
 	}
 	ln = srv.Listener(ln)
-	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+	httpSrv := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: min(10*time.Second, o.HTTPReadTimeout),
+		ReadTimeout:       o.HTTPReadTimeout, // cleared for a WebSocket once upgraded
+		WriteTimeout:      o.HTTPWriteTimeout,
+		IdleTimeout:       o.HTTPIdleTimeout,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
 	steps.add("http server", func(ctx context.Context) error {

@@ -116,7 +116,7 @@ func TestGracefulShutdown(t *testing.T) {
 func TestSlowClientIsClosed(t *testing.T) {
 	checkLeaks(t)
 	o := baseOptions(t, "memory")
-	o.Server.SendQueue = 32
+	o.Server.SendQueueBytes = 256 << 10
 	o.EventsKept = 8
 	// Long enough never to close the slow client before its queue does,
 	// however slowly this machine runs the loop below.

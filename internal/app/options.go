@@ -40,15 +40,20 @@ type Options struct {
 	LogLevel        string // debug, info, warn, error
 	JWTLeeway       time.Duration
 	ShutdownTimeout time.Duration
-	DrainPeriod     time.Duration // after SIGTERM, /readyz is 503 this long before connections are closed
-	NodeID          string        // this instance's name among those sharing a Redis; "" picks a random one
-	PprofAddr       string        // where to serve net/http/pprof; "" (the default) serves none
-	EventsKept      int           // events kept per user for resume
-	EventsRetention time.Duration // how long a user's kept events outlive the newest of them
-	Server          server.Config
-	Engine          invite.Config
-	Push            push.Config // credentials of the push platforms; a platform without is off
-	Scheduler       push.SchedulerConfig
+	// HTTP requests other than WebSockets (which their own limits govern
+	// once upgraded): the whole request must arrive within ReadTimeout, the
+	// answer be written within WriteTimeout, and an idle keep-alive
+	// connection is closed after IdleTimeout.
+	HTTPReadTimeout, HTTPWriteTimeout, HTTPIdleTimeout time.Duration
+	DrainPeriod                                        time.Duration // after SIGTERM, /readyz is 503 this long before connections are closed
+	NodeID                                             string        // this instance's name among those sharing a Redis; "" picks a random one
+	PprofAddr                                          string        // where to serve net/http/pprof; "" (the default) serves none
+	EventsKept                                         int           // events kept per user for resume
+	EventsRetention                                    time.Duration // how long a user's kept events outlive the newest of them
+	Server                                             server.Config
+	Engine                                             invite.Config
+	Push                                               push.Config // credentials of the push platforms; a platform without is off
+	Scheduler                                          push.SchedulerConfig
 	// PushClient, when set, is the HTTP client of every push platform (a
 	// test's, trusting its fakes); nil: each makes its own.
 	PushClient *http.Client
@@ -65,6 +70,7 @@ func DefaultOptions() Options {
 		LogLevel:        "info",
 		JWTLeeway:       5 * time.Second,
 		ShutdownTimeout: 15 * time.Second,
+		HTTPReadTimeout: 10 * time.Second, HTTPWriteTimeout: 30 * time.Second, HTTPIdleTimeout: 60 * time.Second,
 		EventsKept:      100,
 		EventsRetention: 24 * time.Hour,
 		Server:          server.DefaultConfig(),
@@ -105,14 +111,14 @@ func (o *Options) validate() error {
 	if o.EventsKept < 1 || o.EventsRetention <= 0 {
 		errs = append(errs, errors.New("events kept and their retention must be positive"))
 	}
-	if o.Server.SendQueue < o.EventsKept+16 {
-		errs = append(errs, fmt.Errorf("send queue (%d) must hold the events replayed on a login (%d) and some more", o.Server.SendQueue, o.EventsKept))
-	}
 	if err := o.Push.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if o.Server.MaxConnections < 0 {
 		errs = append(errs, errors.New("max connections must not be negative (0: from the open-file limit)"))
+	}
+	if o.HTTPReadTimeout <= 0 || o.HTTPWriteTimeout <= 0 || o.HTTPIdleTimeout <= 0 {
+		errs = append(errs, errors.New("HTTP read, write and idle timeouts must be positive"))
 	}
 	if o.ShutdownTimeout <= 0 || o.JWTLeeway < 0 || o.DrainPeriod < 0 {
 		errs = append(errs, errors.New("shutdown timeout must be positive, JWT leeway and drain period not negative"))
@@ -201,7 +207,7 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (Opt
 	e.duration(&o.Server.LoginDeadline, "login-deadline", "SIGNALD_LOGIN_DEADLINE", "time a new connection has to log in")
 	readLimit := int(o.Server.ReadLimit)
 	e.integer(&readLimit, "read-limit", "SIGNALD_READ_LIMIT", "largest frame accepted, in bytes")
-	e.integer(&o.Server.SendQueue, "send-queue", "SIGNALD_SEND_QUEUE", "frames queued per connection before it is closed as too slow")
+	e.integer(&o.Server.SendQueueBytes, "send-queue-bytes", "SIGNALD_SEND_QUEUE_BYTES", "bytes queued for one connection before it is closed as too slow (a client that reads is never)")
 	e.duration(&o.Server.PingInterval, "ping-interval", "SIGNALD_PING_INTERVAL", "WebSocket ping interval")
 	e.duration(&o.Server.WriteTimeout, "write-timeout", "SIGNALD_WRITE_TIMEOUT", "timeout of one frame's write")
 	e.duration(&o.Server.RequestTimeout, "request-timeout", "SIGNALD_REQUEST_TIMEOUT", "timeout of one request's store work")
@@ -218,6 +224,10 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (Opt
 	e.integer(&o.Server.RateBurst, "rate-burst", "SIGNALD_RATE_BURST", "request burst per connection")
 	origins := ""
 	e.str(&origins, "allowed-origins", "SIGNALD_ALLOWED_ORIGINS", "comma-separated browser origin patterns allowed besides the server's own host")
+	e.duration(&o.HTTPReadTimeout, "http-read-timeout", "SIGNALD_HTTP_READ_TIMEOUT", "time for an HTTP request, body included, to arrive (a slower one is cut off)")
+	e.duration(&o.HTTPWriteTimeout, "http-write-timeout", "SIGNALD_HTTP_WRITE_TIMEOUT", "time to write an HTTP answer")
+	e.duration(&o.HTTPIdleTimeout, "http-idle-timeout", "SIGNALD_HTTP_IDLE_TIMEOUT", "an idle keep-alive HTTP connection is closed after this")
+	e.integer(&o.Server.MaxUnauthenticated, "max-unauthenticated", "SIGNALD_MAX_UNAUTHENTICATED", "most WebSocket connections waiting to log in; more are answered 503")
 	e.integer(&o.Server.MaxConnections, "max-connections", "SIGNALD_MAX_CONNECTIONS", "most TCP connections open at once, more are answered 503; 0: the open-file limit less a reserve for Redis and files")
 	e.integer(&o.Engine.MaxInvitees, "max-invitees", "SIGNALD_MAX_INVITEES", "longest inviteeList")
 	e.duration(&o.Engine.MaxLifetime, "max-lifetime", "SIGNALD_MAX_LIFETIME", "maximum timeout, and lifetime of invitations without one")

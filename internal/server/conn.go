@@ -2,9 +2,12 @@ package server
 
 import (
 	"context"
+	"errors"
 	"sync"
+	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 	"golang.org/x/time/rate"
@@ -23,6 +26,11 @@ type conn struct {
 	ws      *websocket.Conn
 	session uint64
 	limiter *rate.Limiter // owned by the reader
+	// Owned by the reader: frames read before login, requests refused in a
+	// row by the limiter, and whether the login succeeded (the server no
+	// longer counts the connection as unauthenticated).
+	preLogin, limited int
+	authed            bool
 
 	user     string      // set by the reader at login, before loggedIn
 	device   string      // the login's deviceID, "" for none; set by the reader at login, before the hub knows c
@@ -35,10 +43,16 @@ type conn struct {
 
 	// The send queue is a slice rather than a buffered channel so that an
 	// idle connection holds no buffer at all; wake (capacity 1) tells the
-	// writer there is something to take.
-	qmu   sync.Mutex
-	queue [][]byte // guarded by qmu; never longer than cfg.SendQueue
-	wake  chan struct{}
+	// writer there is something to take. Its size is counted in bytes, from
+	// enqueue until written: a client that reads is never closed for a burst
+	// of small frames, and one that does not read holds at most
+	// cfg.SendQueueBytes. room (capacity 1) tells a paced sender that the
+	// writer has written a batch.
+	qmu     sync.Mutex
+	queue   [][]byte // guarded by qmu
+	pending int      // bytes queued or being written; guarded by qmu
+	wake    chan struct{}
+	room    chan struct{}
 
 	// reqMu is held by the reader while it serves a request, so that a
 	// shutdown answers the request in flight before closing.
@@ -48,13 +62,14 @@ type conn struct {
 	// The connection's place in its user's sequence of kept events, and
 	// the events that wait while it is being brought up to date (at login,
 	// and in a catch-up after a gap): see sequence.go. Guarded by holdMu.
-	holdMu   sync.Mutex
-	holding  bool        // events go to held, not to the queue
-	held     []heldEvent // in arrival order
-	lastID   string      // the newest kept eventID sent (or skipped as its own) here
-	catching bool        // a catch-up is requested or under way
-	recheck  bool        // a gap was reported while holding: catch up once done
-	catchTry int         // failed catch-up attempts in a row
+	holdMu    sync.Mutex
+	holding   bool        // events go to held, not to the queue
+	held      []heldEvent // in arrival order
+	heldBytes int         // of the frames in held: at most cfg.SendQueueBytes
+	lastID    string      // the newest kept eventID sent (or skipped as its own) here
+	catching  bool        // a catch-up is requested or under way
+	recheck   bool        // a gap was reported while holding: catch up once done
+	catchTry  int         // failed catch-up attempts in a row
 
 	stopOnce  sync.Once
 	quit      chan struct{} // closed by stop
@@ -70,6 +85,7 @@ func newConn(s *Server, ws *websocket.Conn) *conn {
 		session: s.nextSes.Add(1),
 		limiter: rate.NewLimiter(s.cfg.RateLimit, s.cfg.RateBurst),
 		wake:    make(chan struct{}, 1),
+		room:    make(chan struct{}, 1),
 		quit:    make(chan struct{}),
 	}
 }
@@ -82,7 +98,7 @@ func (c *conn) Session() uint64 { return c.session }
 // is too slow: it is closed (1008) and the frame dropped.
 func (c *conn) enqueue(frame []byte) bool {
 	c.qmu.Lock()
-	if len(c.queue) >= c.srv.cfg.SendQueue {
+	if c.pending+len(frame) > c.srv.cfg.SendQueueBytes {
 		c.qmu.Unlock()
 		select {
 		case <-c.quit: // already closing; the frame goes with the connection
@@ -93,12 +109,54 @@ func (c *conn) enqueue(frame []byte) bool {
 		return false
 	}
 	c.queue = append(c.queue, frame)
+	c.pending += len(frame)
 	c.qmu.Unlock()
 	select {
 	case c.wake <- struct{}{}:
 	default: // the writer has been woken already
 	}
 	return true
+}
+
+// written gives back the room of frames the writer wrote, and tells a
+// paced sender.
+func (c *conn) written(batch [][]byte) {
+	n := 0
+	for _, f := range batch {
+		n += len(f)
+	}
+	c.qmu.Lock()
+	c.pending -= n
+	c.qmu.Unlock()
+	select {
+	case c.room <- struct{}{}:
+	default:
+	}
+}
+
+// waitRoom waits until n more bytes fit in half the send queue (the other
+// half is left to live events and replies), and reports false when the
+// client made no progress for a write timeout, or the connection is
+// closing: a paced sender stops then.
+func (c *conn) waitRoom(n int) bool {
+	t := time.NewTimer(c.srv.cfg.WriteTimeout)
+	defer t.Stop()
+	for {
+		c.qmu.Lock()
+		fits := c.pending == 0 || c.pending+n <= c.srv.cfg.SendQueueBytes/2
+		c.qmu.Unlock()
+		if fits {
+			return true
+		}
+		select {
+		case <-c.room:
+			t.Reset(c.srv.cfg.WriteTimeout) // progress
+		case <-t.C:
+			return false
+		case <-c.quit:
+			return false
+		}
+	}
 }
 
 // takeQueue hands the writer everything queued so far. spare is the
@@ -133,12 +191,22 @@ func (c *conn) run() {
 		defer close(writerDone)
 		c.writeLoop(ctx)
 	}()
-	c.readLoop(ctx)
-	// The peer went away or the writer closed the socket: make sure the
-	// writer stops too, then leave the hub.
-	c.stop(websocket.StatusNormalClosure, "", false)
-	cancel()
+	if err := c.readLoop(ctx); err != nil {
+		// The peer went away or closed (or broke the protocol, or sent a
+		// frame over the read limit, which the library answered itself):
+		// the socket is done for. Closing it now also frees a writer
+		// blocked on a dead peer.
+		code := peerGone
+		if strings.Contains(err.Error(), "read limited at") {
+			code = websocket.StatusMessageTooBig
+		}
+		c.stop(code, "", false)
+		_ = c.ws.CloseNow()
+	}
+	// Else the reader stopped the connection itself, or the writer did:
+	// the writer closes the socket, after what it was asked to drain.
 	<-writerDone
+	cancel()
 	if c.loggedIn.Load() {
 		c.srv.d.Hub.Unregister(c.user, c)
 		c.setForeground(false)
@@ -148,22 +216,42 @@ func (c *conn) run() {
 	}
 }
 
-func (c *conn) readLoop(ctx context.Context) {
+// peerGone is the stop code of a connection its peer ended: nothing is
+// sent, nothing counted as closed by the server.
+const peerGone websocket.StatusCode = -1
+
+// readLoop serves frames until the connection ends. It returns the read
+// error when the peer ended it, nil when the connection was stopped (by
+// the reader itself, the writer, or the server).
+func (c *conn) readLoop(ctx context.Context) error {
 	for {
 		typ, frame, err := c.ws.Read(ctx)
 		if err != nil {
-			return
+			select {
+			case <-c.quit:
+				return nil // we closed it
+			default:
+				return err
+			}
+		}
+		if typ == websocket.MessageText && !utf8.Valid(frame) {
+			// RFC 6455 §8.1: a text frame must be UTF-8; the connection fails.
+			c.stop(websocket.StatusInvalidFramePayloadData, "text frame is not valid UTF-8", false)
+			return nil
+		}
+		if !c.loggedIn.Load() {
+			// A stranger may try a few frames; then it must have logged in.
+			if c.preLogin++; c.preLogin > c.srv.cfg.PreLoginFrames {
+				c.stop(websocket.StatusPolicyViolation, "log in first", false)
+				return nil
+			}
 		}
 		c.reqMu.Lock()
 		if c.stopped {
 			c.reqMu.Unlock()
-			return
+			return nil
 		}
-		if typ != websocket.MessageText {
-			c.reply(0, protocol.CodeInvalidParams, "frames must be UTF-8 text holding one JSON object", nil)
-		} else {
-			c.serve(ctx, frame)
-		}
+		c.serve(ctx, typ, frame)
 		c.reqMu.Unlock()
 	}
 }
@@ -190,6 +278,7 @@ func (c *conn) writeLoop(ctx context.Context) {
 				_ = c.ws.CloseNow()
 				return
 			}
+			c.written(batch)
 		case <-login.C:
 			if !c.loggedIn.Load() {
 				c.stop(websocket.StatusPolicyViolation, "login deadline passed", false)
@@ -221,6 +310,15 @@ func (c *conn) writeLoop(ctx context.Context) {
 
 // closeSocket runs on the writer when stop was called.
 func (c *conn) closeSocket(ctx context.Context) {
+	if c.stopCode == peerGone {
+		_ = c.ws.CloseNow()
+		return
+	}
+	if c.stopCode == websocket.StatusMessageTooBig { // the library sent the close
+		c.srv.m.closed.WithLabelValues(closeLabel(c.stopCode)).Inc()
+		_ = c.ws.CloseNow()
+		return
+	}
 	if c.stopDrain {
 		c.reqMu.Lock() // wait for the request in flight, if any
 		c.stopped = true
@@ -240,6 +338,10 @@ func closeLabel(code websocket.StatusCode) string {
 		return "policy"
 	case websocket.StatusServiceRestart:
 		return "restart"
+	case websocket.StatusMessageTooBig:
+		return "too_big"
+	case websocket.StatusInvalidFramePayloadData:
+		return "invalid_utf8"
 	default:
 		return "normal"
 	}
@@ -251,18 +353,25 @@ func (c *conn) writeAll(ctx context.Context, batch [][]byte) bool {
 	if len(batch) == 0 {
 		return true
 	}
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	t := time.AfterFunc(c.srv.cfg.WriteTimeout, cancel)
+	wctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	t := time.AfterFunc(c.srv.cfg.WriteTimeout, func() { cancel(errWriteTimeout) })
 	defer t.Stop()
 	for _, frame := range batch {
 		if c.ws.Write(wctx, websocket.MessageText, frame) != nil {
+			if context.Cause(wctx) == errWriteTimeout {
+				// A client too slow to take one frame in a write timeout.
+				c.srv.m.closed.WithLabelValues("write_timeout").Inc()
+				c.srv.m.slowClosed.Inc()
+			}
 			return false
 		}
 		t.Reset(c.srv.cfg.WriteTimeout)
 	}
 	return true
 }
+
+var errWriteTimeout = errors.New("write timeout")
 
 // reply queues the answer to request id.
 func (c *conn) reply(id int64, code int, desc string, data any) {

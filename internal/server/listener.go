@@ -46,7 +46,7 @@ func (l *capListener) Accept() (net.Conn, error) {
 		}
 		if l.open.Add(1) > l.max {
 			l.open.Add(-1)
-			l.m.refused.Inc()
+			l.m.refused.WithLabelValues("connections").Inc()
 			go refuse(c)
 			continue
 		}

@@ -11,7 +11,7 @@ type metrics struct {
 	slowClosed prometheus.Counter
 	catchUps   *prometheus.CounterVec
 	gapCatchUp prometheus.Histogram
-	refused    prometheus.Counter
+	refused    *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -35,7 +35,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"op"}),
 		closed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "signald_connections_closed_by_server_total",
-			Help: "Connections the server closed, by reason: policy (login deadline, failed login, too slow), restart.",
+			Help: "Connections the server closed, by reason: policy (login deadline, failed login, too slow, rate limit, no login), restart (shutdown, or a client to resume), too_big (a frame over the read limit), invalid_utf8, write_timeout (a frame not written within the write timeout), normal. Connections their client ended are not counted.",
 		}, []string{"reason"}),
 		slowClosed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "signald_slow_clients_closed_total",
@@ -51,10 +51,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Help:    "From a restored Pub/Sub subscription until every connection of its users was checked and caught up.",
 		Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
 	})
-	m.refused = prometheus.NewCounter(prometheus.CounterOpts{
+	m.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "signald_connections_refused_total",
-		Help: "TCP connections answered 503 and closed because the server was at its connection limit (SIGNALD_MAX_CONNECTIONS).",
-	})
+		Help: "Connections answered 503, by reason: connections (the server was at SIGNALD_MAX_CONNECTIONS), unauthenticated (at SIGNALD_MAX_UNAUTHENTICATED WebSockets not logged in).",
+	}, []string{"reason"})
+	for _, r := range []string{"connections", "unauthenticated"} {
+		m.refused.WithLabelValues(r)
+	}
 	for _, r := range []string{"caught_up", "resume", "failed"} {
 		m.catchUps.WithLabelValues(r)
 	}

@@ -36,9 +36,30 @@ var handlers = map[string]handler{
 	},
 }
 
-// serve answers one frame. It runs on the reader with reqMu held.
-func (c *conn) serve(ctx context.Context, frame []byte) {
+// serve answers one frame. It runs on the reader with reqMu held. After
+// login every frame takes its token from the rate limiter, malformed ones
+// and binary ones too, and a client that keeps sending past it is closed:
+// the limiter bounds the work anyone can cause, not only the valid work.
+func (c *conn) serve(ctx context.Context, typ websocket.MessageType, frame []byte) {
 	start := time.Now()
+	logged := c.loggedIn.Load()
+	if logged && !c.limiter.Allow() {
+		if c.limited++; c.limited > c.srv.cfg.RateBurst {
+			c.stop(websocket.StatusPolicyViolation, "request rate limit exceeded", true)
+			return
+		}
+		var id int64
+		if req, err := protocol.DecodeRequest(frame); err == nil {
+			id = req.ID
+		}
+		c.answerCode("limited", id, start, protocol.CodeRateLimited, "request rate limit exceeded")
+		return
+	}
+	c.limited = 0
+	if typ != websocket.MessageText {
+		c.answerCode("malformed", 0, start, protocol.CodeInvalidParams, "frames must be UTF-8 text holding one JSON object")
+		return
+	}
 	req, err := protocol.DecodeRequest(frame)
 	if err != nil {
 		c.answer("malformed", 0, start, nil, err)
@@ -49,14 +70,12 @@ func (c *conn) serve(ctx context.Context, frame []byte) {
 		op = "unknown" // a metric label must not be a client's string
 	}
 	switch {
-	case !c.loggedIn.Load() && req.Op == protocol.OpLogin:
+	case !logged && req.Op == protocol.OpLogin:
 		c.login(ctx, req, start)
-	case !c.loggedIn.Load():
+	case !logged:
 		c.answerCode(op, req.ID, start, protocol.CodeNotLoggedIn, "log in first")
 	case req.Op == protocol.OpLogin:
 		c.answerCode(op, req.ID, start, protocol.CodeInvalidParams, "already logged in")
-	case !c.limiter.Allow():
-		c.answerCode(op, req.ID, start, protocol.CodeRateLimited, "request rate limit exceeded")
 	case op == "unknown":
 		c.answerCode(op, req.ID, start, protocol.CodeInvalidParams, fmt.Sprintf("unknown op %q", req.Op))
 	default:
@@ -170,16 +189,28 @@ func (c *conn) login(ctx context.Context, req *protocol.Request, start time.Time
 		data.Recovered = &recovered
 	}
 	c.reply(req.ID, protocol.CodeOK, "", data)
-	c.holdMu.Lock()
+	c.authed = true
+	c.srv.unauth.Add(-1)
+	c.ws.SetReadLimit(c.srv.cfg.ReadLimit)
+	// What comes before the live events goes out paced (sendPaced), so
+	// that a user with many pending invitations, or a long replay, can
+	// always log in; live events wait in held meanwhile.
 	if recovered {
 		// A contiguous run after lastEventID: the held events continue it.
+		c.holdMu.Lock()
 		c.lastID = lastEventID
-		c.sendRangeLocked(events)
+		c.holdMu.Unlock()
+		for _, e := range events {
+			if !c.sendPaced(len(e.Frame), func() { c.sendRangeLocked([]bus.Kept{e}) }) {
+				return
+			}
+		}
 	} else {
 		// Pending invitations carry the eventIDs they were first rung
 		// under. They go out in eventID order with the events held up to
 		// last, which were published while the login was under way; the
 		// held events after last continue the user's sequence from there.
+		c.holdMu.Lock()
 		i := 0
 		for ; i < len(c.held); i++ {
 			if id := c.held[i].d.ID; id != "" && id > last {
@@ -191,17 +222,42 @@ func (c *conn) login(ctx context.Context, req *protocol.Request, start time.Time
 			if !h.own {
 				before = append(before, h.d.Frame)
 			}
-		}
-		for _, f := range mergeByEventID(frames, before) {
-			c.enqueue(f)
+			c.heldBytes -= len(h.d.Frame)
 		}
 		c.held = c.held[i:]
 		c.lastID = last
+		c.holdMu.Unlock()
+		for _, f := range mergeByEventID(frames, before) {
+			if !c.sendPaced(len(f), func() { c.enqueue(f) }) {
+				return
+			}
+		}
 	}
+	c.holdMu.Lock()
 	c.drainHeldLocked()
 	c.holdMu.Unlock()
 	c.srv.m.logins.WithLabelValues("0").Inc()
 	c.observe(protocol.OpLogin, protocol.CodeOK, start)
+}
+
+// sendPaced waits for room for n bytes in the send queue, then runs send
+// with holdMu held. It reports false, having closed the connection as too
+// slow (1008), when the client read nothing for a write timeout: a client
+// that reads is never closed, however much the login has to send.
+func (c *conn) sendPaced(n int, send func()) bool {
+	if !c.waitRoom(n) {
+		select {
+		case <-c.quit:
+		default:
+			c.srv.m.slowClosed.Inc()
+			c.stop(websocket.StatusPolicyViolation, "too slow", false)
+		}
+		return false
+	}
+	c.holdMu.Lock()
+	send()
+	c.holdMu.Unlock()
+	return true
 }
 
 // pendingFrames rings user again for every invitation it is still pending
@@ -266,7 +322,7 @@ func (c *conn) undoLogin() {
 		c.watching = false
 	}
 	c.holdMu.Lock()
-	c.held, c.holding, c.recheck = nil, false, false
+	c.held, c.heldBytes, c.holding, c.recheck = nil, 0, false, false
 	c.holdMu.Unlock()
 }
 

@@ -47,7 +47,7 @@ func (c *conn) Skip(d hub.Delivery) {
 
 func (c *conn) deliverLocked(d hub.Delivery, own bool) bool {
 	if c.holding {
-		if len(c.held) >= c.srv.cfg.SendQueue {
+		if c.heldBytes+len(d.Frame) > c.srv.cfg.SendQueueBytes {
 			if c.catching {
 				// Too much arrived during the catch-up: let the client resume.
 				c.stop(websocket.StatusServiceRestart, "reconnect and resume", true)
@@ -57,6 +57,7 @@ func (c *conn) deliverLocked(d hub.Delivery, own bool) bool {
 			return false
 		}
 		c.held = append(c.held, heldEvent{d, own})
+		c.heldBytes += len(d.Frame)
 		return true
 	}
 	return c.sendLocked(d, own)
@@ -74,6 +75,7 @@ func (c *conn) sendLocked(d hub.Delivery, own bool) bool {
 	}
 	if d.Prev != c.lastID {
 		c.held = append(c.held, heldEvent{d, own})
+		c.heldBytes += len(d.Frame)
 		c.startCatchUpLocked()
 		return true
 	}
@@ -93,10 +95,13 @@ func (c *conn) startCatchUpLocked() {
 // holdMu is held.
 func (c *conn) drainHeldLocked() {
 	held := c.held
-	c.held, c.holding = nil, false
+	c.held, c.heldBytes, c.holding = nil, 0, false
 	for i, h := range held {
 		if c.holding {
-			c.held = append(c.held, held[i:]...)
+			for _, r := range held[i:] {
+				c.held = append(c.held, r)
+				c.heldBytes += len(r.d.Frame)
+			}
 			return
 		}
 		c.sendLocked(h.d, h.own)

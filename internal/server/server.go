@@ -51,7 +51,7 @@ type Health interface {
 type Config struct {
 	LoginDeadline  time.Duration // close (1008) a connection not logged in by then
 	ReadLimit      int64         // largest frame accepted (1009 beyond)
-	SendQueue      int           // frames queued per connection before it counts as too slow (1008)
+	SendQueueBytes int           // bytes queued per connection (or held during its login) before it counts as too slow (1008)
 	WriteTimeout   time.Duration // one frame's write
 	PingInterval   time.Duration // WebSocket pings; a missed pong closes the connection
 	RequestTimeout time.Duration // one request's store work
@@ -70,6 +70,12 @@ type Config struct {
 	CatchUpCheckBatch int
 	// MaxConnections caps the open TCP connections (Listener); 0: no cap.
 	MaxConnections int
+	// Before login a connection may send at most PreLoginFrames frames of
+	// at most PreLoginReadLimit bytes, and at most MaxUnauthenticated
+	// connections may be waiting to log in: a stranger costs little.
+	PreLoginFrames     int
+	PreLoginReadLimit  int64
+	MaxUnauthenticated int
 }
 
 // DefaultConfig returns the protocol's defaults.
@@ -77,7 +83,7 @@ func DefaultConfig() Config {
 	return Config{
 		LoginDeadline:  10 * time.Second,
 		ReadLimit:      64 << 10,
-		SendQueue:      256,
+		SendQueueBytes: 4 << 20,
 		WriteTimeout:   10 * time.Second,
 		PingInterval:   25 * time.Second,
 		RequestTimeout: 5 * time.Second,
@@ -88,6 +94,10 @@ func DefaultConfig() Config {
 
 		CatchUpRate:       2000,
 		CatchUpCheckBatch: 500,
+
+		PreLoginFrames:     4,
+		PreLoginReadLimit:  4 << 10,
+		MaxUnauthenticated: 4096,
 	}
 }
 
@@ -97,8 +107,8 @@ func (c Config) validate() error {
 		return errors.New("server: durations must be positive")
 	case c.ReadLimit < 1024:
 		return errors.New("server: read limit must be at least 1 KiB")
-	case c.SendQueue < 1:
-		return errors.New("server: send queue must hold at least one frame")
+	case c.SendQueueBytes < 256<<10:
+		return errors.New("server: the send queue must hold at least 256 KiB (a few of the largest frames)")
 	case c.RateLimit <= 0 || c.RateBurst < 1:
 		return errors.New("server: rate limit and burst must be positive")
 	case c.CloseBatch < 1 || c.CloseInterval < 0:
@@ -107,6 +117,8 @@ func (c Config) validate() error {
 		return errors.New("server: catch-up rate and check batch must be positive")
 	case c.MaxConnections < 0:
 		return errors.New("server: max connections must not be negative")
+	case c.PreLoginFrames < 1 || c.PreLoginReadLimit < 1024 || c.MaxUnauthenticated < 1:
+		return errors.New("server: pre-login frames, read limit (at least 1 KiB) and unauthenticated connections must be positive")
 	}
 	return nil
 }
@@ -141,6 +153,7 @@ type Server struct {
 	log         *slog.Logger
 	m           *metrics
 	nextSes     atomic.Uint64
+	unauth      atomic.Int64 // WebSocket connections not logged in (yet)
 	catcher     *catcher
 	stopCatcher context.CancelFunc
 
@@ -217,15 +230,26 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.wg.Done()
+	// Counted from before the upgrade until the login succeeds or the
+	// connection ends, whichever first.
+	if s.unauth.Add(1) > int64(s.cfg.MaxUnauthenticated) {
+		s.unauth.Add(-1)
+		s.m.refused.WithLabelValues("unauthenticated").Inc()
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "too many connections waiting to log in", http.StatusServiceUnavailable)
+		return
+	}
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: s.cfg.OriginPatterns})
 	if err != nil {
+		s.unauth.Add(-1)
 		return // Accept has answered the client
 	}
-	ws.SetReadLimit(s.cfg.ReadLimit)
+	ws.SetReadLimit(s.cfg.PreLoginReadLimit)
 	c := newConn(s, ws)
 	s.mu.Lock()
 	if s.closing { // Shutdown began while we upgraded
 		s.mu.Unlock()
+		s.unauth.Add(-1)
 		_ = ws.Close(websocket.StatusServiceRestart, "server restart")
 		return
 	}
@@ -233,6 +257,9 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	s.m.wsOpen.Inc()
 	c.run()
+	if !c.authed {
+		s.unauth.Add(-1)
+	}
 	s.m.wsOpen.Dec()
 	s.mu.Lock()
 	delete(s.conns, c)
