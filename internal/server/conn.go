@@ -3,8 +3,8 @@ package server
 import (
 	"context"
 	"errors"
-	"sync"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
