@@ -14,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/signald/signald/internal/app"
+	invitepkg "github.com/signald/signald/internal/invite"
 	"github.com/signald/signald/internal/protocol"
 )
 
@@ -252,6 +253,7 @@ func TestAttackBurstOnAReader(t *testing.T) {
 	checkLeaks(t)
 	o := baseOptions(t, "memory")
 	o.Server.RateLimit, o.Server.RateBurst = 1e9, 1e9
+	o.Engine.Limits = invitepkg.Limits{Rate: 1e6, Burst: 1e6, MaxActive: 2000, MaxPending: 2000} // not what this test is about
 	dm := startDaemon(t, o)
 	c := rawDial(t, dm)
 	ctx := context.Background()

@@ -124,6 +124,7 @@ func newLogger(o Options, w io.Writer) (*slog.Logger, error) {
 // backend is what a store offers the rest of signald.
 type backend interface {
 	invite.Store
+	invite.Quotas
 	group.Store
 	device.Store
 	push.Queue
@@ -160,6 +161,12 @@ func Start(ctx context.Context, o Options, logger *slog.Logger, reg prometheus.R
 	if node == "" {
 		node = rand.Text()[:12]
 	}
+	// This process among all that ever shared the store: a connection is
+	// (instance, session) in the origin of the events it causes, and
+	// sessions start again at 1 in every process, so a restarted instance
+	// with the same node ID must not take a dead one's connections for its
+	// own (it would spare them events they never heard of).
+	instance := node + "." + rand.Text()[:8]
 	store, err := openStore(ctx, o, node, logger)
 	if err != nil {
 		return nil, err
@@ -188,7 +195,7 @@ func Start(ctx context.Context, o Options, logger *slog.Logger, reg prometheus.R
 			s.CatchUp(users)
 		}
 	}
-	bs, err := openBus(o, store, hb, node, logger, onGap)
+	bs, err := openBus(o, store, hb, instance, logger, onGap)
 	if err != nil {
 		return fail(err)
 	}
@@ -220,8 +227,8 @@ func Start(ctx context.Context, o Options, logger *slog.Logger, reg prometheus.R
 		return fail(err)
 	}
 	engine, err := invite.NewEngine(o.Engine, invite.Deps{
-		Store: store, Groups: store, Publisher: server.NewPublisher(bs),
-		Pusher: pusher, Logger: logger, Registry: reg, Node: node,
+		Store: store, Quotas: store, Groups: store, Publisher: server.NewPublisher(bs),
+		Pusher: pusher, Logger: logger, Registry: reg, Node: instance,
 	})
 	if err != nil {
 		return fail(err)
@@ -230,7 +237,7 @@ func Start(ctx context.Context, o Options, logger *slog.Logger, reg prometheus.R
 		o.Server.MaxConnections = autoMaxConnections(fileLimit())
 	}
 	srv, err := server.New(o.Server, server.Deps{
-		Engine: engine, Hub: hb, Bus: bs, Node: node, Verifier: auth.NewVerifier([]byte(o.JWTSecret), o.JWTLeeway),
+		Engine: engine, Hub: hb, Bus: bs, Node: instance, Verifier: auth.NewVerifier([]byte(o.JWTSecret), o.JWTLeeway),
 		Health: monitor, Admin: group.NewAdminHandler(store, o.AdminToken, logger),
 		Devices: store, PushEnabled: pusher.Enabled, AdminToken: o.AdminToken,
 		Logger: logger, Registry: reg, Gatherer: gather,
@@ -273,7 +280,7 @@ func Start(ctx context.Context, o Options, logger *slog.Logger, reg prometheus.R
 		}
 		steps.add("pprof", stop)
 	}
-	logger.Info("signald listening", "addr", ln.Addr().String(), "store", storeName(o), "node", node, "dev", o.Dev, "maxConnections", o.Server.MaxConnections)
+	logger.Info("signald listening", "addr", ln.Addr().String(), "store", storeName(o), "node", node, "instance", instance, "dev", o.Dev, "maxConnections", o.Server.MaxConnections)
 
 	d := &Daemon{Addr: ln.Addr().String(), done: make(chan error, 1)}
 	go func() {

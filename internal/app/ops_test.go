@@ -14,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/signald/signald/internal/app"
+	invitepkg "github.com/signald/signald/internal/invite"
 	"github.com/signald/signald/internal/protocol"
 	"github.com/signald/signald/internal/redistest"
 )
@@ -122,6 +123,7 @@ func TestSlowClientIsClosed(t *testing.T) {
 	// however slowly this machine runs the loop below.
 	o.Server.WriteTimeout = waitFor
 	o.Server.RateLimit, o.Server.RateBurst = 1e9, 1e9
+	o.Engine.Limits = invitepkg.Limits{Rate: 1e6, Burst: 1e6, MaxActive: 2000, MaxPending: 2000} // not what this test is about
 	dm := startDaemon(t, o)
 	mustAdmin(t, dm, "PUT", "/v1/groups/g/members", `{"members":["alice","slow","fast"]}`)
 

@@ -168,6 +168,17 @@ func (e *envFlags) duration(p *time.Duration, flagName, envName, usage string) {
 	e.fs.DurationVar(p, flagName, *p, usage+" ("+envName+")")
 }
 
+func (e *envFlags) float(p *float64, flagName, envName, usage string) {
+	if v, ok := e.env(envName); ok {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			e.errs = append(e.errs, fmt.Errorf("%s=%q: want a number", envName, v))
+		}
+		*p = f
+	}
+	e.fs.Float64Var(p, flagName, *p, usage+" ("+envName+")")
+}
+
 func (e *envFlags) integer(p *int, flagName, envName, usage string) {
 	if v, ok := e.env(envName); ok {
 		n, err := strconv.Atoi(v)
@@ -229,6 +240,10 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (Opt
 	e.duration(&o.HTTPIdleTimeout, "http-idle-timeout", "SIGNALD_HTTP_IDLE_TIMEOUT", "an idle keep-alive HTTP connection is closed after this")
 	e.integer(&o.Server.MaxUnauthenticated, "max-unauthenticated", "SIGNALD_MAX_UNAUTHENTICATED", "most WebSocket connections waiting to log in; more are answered 503")
 	e.integer(&o.Server.MaxConnections, "max-connections", "SIGNALD_MAX_CONNECTIONS", "most TCP connections open at once, more are answered 503; 0: the open-file limit less a reserve for Redis and files")
+	e.float(&o.Engine.Limits.Rate, "invite-rate", "SIGNALD_INVITE_RATE", "invitees a user may invite per second, on every instance together (60018 beyond)")
+	e.integer(&o.Engine.Limits.Burst, "invite-burst", "SIGNALD_INVITE_BURST", "invitees a user may invite at once (at least max-invitees)")
+	e.integer(&o.Engine.Limits.MaxActive, "max-active-invitations", "SIGNALD_MAX_ACTIVE_INVITATIONS", "active invitations one user may have made (8013 beyond)")
+	e.integer(&o.Engine.Limits.MaxPending, "max-pending-invitations", "SIGNALD_MAX_PENDING_INVITATIONS", "invitations one user may be pending in (8012 beyond)")
 	e.integer(&o.Engine.MaxInvitees, "max-invitees", "SIGNALD_MAX_INVITEES", "longest inviteeList")
 	e.duration(&o.Engine.MaxLifetime, "max-lifetime", "SIGNALD_MAX_LIFETIME", "maximum timeout, and lifetime of invitations without one")
 	e.duration(&o.Engine.Retention, "retention", "SIGNALD_RETENTION", "how long an ended invitation stays readable")

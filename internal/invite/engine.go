@@ -69,6 +69,7 @@ type Config struct {
 	Retention    time.Duration // how long an ended invitation stays readable
 	PollInterval time.Duration // how often the timeout loop looks for due deadlines
 	ClaimLease   time.Duration // how long a claimed deadline is hidden from other nodes
+	Limits       Limits        // per-user quotas, enforced when Deps.Quotas is set
 }
 
 // DefaultConfig returns the protocol's defaults.
@@ -79,6 +80,10 @@ func DefaultConfig() Config {
 		Retention:    60 * time.Second,
 		PollInterval: 50 * time.Millisecond,
 		ClaimLease:   10 * time.Second,
+		// Far above what a person does (ten calls a second, a hundred
+		// unanswered at once), low enough to bound what one account can
+		// make the server hold: a group call to 200 costs 200.
+		Limits: Limits{Rate: 20, Burst: 400, MaxActive: 100, MaxPending: 100},
 	}
 }
 
@@ -88,6 +93,7 @@ func DefaultConfig() Config {
 type Engine struct {
 	cfg    Config
 	store  Store
+	quotas Quotas
 	groups Groups
 	pub    Publisher
 	pusher OfflinePusher
@@ -118,6 +124,7 @@ type Engine struct {
 // Node.
 type Deps struct {
 	Store     Store
+	Quotas    Quotas // nil: no per-user quotas
 	Groups    Groups
 	Publisher Publisher
 	Pusher    OfflinePusher // nil: no offline pushes
@@ -145,9 +152,11 @@ func NewEngine(cfg Config, d Deps) (*Engine, error) {
 		return nil, errors.New("invite: Retention must not be negative")
 	case cfg.PollInterval <= 0 || cfg.ClaimLease <= 0:
 		return nil, errors.New("invite: PollInterval and ClaimLease must be positive")
+	case d.Quotas != nil && (cfg.Limits.Rate <= 0 || cfg.Limits.Burst < cfg.MaxInvitees || cfg.Limits.MaxActive < 1 || cfg.Limits.MaxPending < 1):
+		return nil, errors.New("invite: quotas must be positive, the burst at least MaxInvitees (one full group call)")
 	}
 	e := &Engine{
-		cfg: cfg, store: d.Store, groups: d.Groups, pub: d.Publisher,
+		cfg: cfg, store: d.Store, quotas: d.Quotas, groups: d.Groups, pub: d.Publisher,
 		pusher: d.Pusher, log: d.Logger, now: d.Now, node: d.Node,
 		wake: make(chan struct{}, 1),
 		timeoutsFired: prometheus.NewCounter(prometheus.CounterOpts{
@@ -196,7 +205,8 @@ func NewEngine(cfg Config, d Deps) (*Engine, error) {
 // Invite creates an invitation (invite when req.GroupID is "", else
 // inviteInGroup), rings its invitees and returns its ID. Errors, in the
 // order they are checked: ErrInvalid, ErrDataTooLarge, ErrTooManyInvitees,
-// group.ErrNotFound, ErrNotMember, ErrUnavailable.
+// group.ErrNotFound, ErrNotMember, ErrRateLimited, ErrTooManyActive,
+// ErrTooManyPending, ErrUnavailable.
 func (e *Engine) Invite(ctx context.Context, c Caller, req InviteRequest) (string, error) {
 	if err := e.checkInvite(c, req); err != nil {
 		return "", err
@@ -212,6 +222,11 @@ func (e *Engine) Invite(ctx context.Context, c Caller, req InviteRequest) (strin
 		}
 	}
 	now := Millis(e.now())
+	if e.quotas != nil {
+		if err := e.quotas.Admit(ctx, c.User, req.Invitees, now, e.cfg.Limits); err != nil {
+			return "", e.storeErr("admit", err)
+		}
+	}
 	token := rand.Text()
 	inv := &Invitation{
 		ID:             rand.Text(),

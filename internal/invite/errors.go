@@ -25,4 +25,13 @@ var (
 	// ErrUnavailable: the store could not be reached; the change may or may
 	// not have taken effect.
 	ErrUnavailable = errors.New("store unavailable")
+	// ErrRateLimited: the inviter has used up its invite budget (invitees
+	// per second, on every instance together).
+	ErrRateLimited = errors.New("invite rate limit exceeded")
+	// ErrTooManyActive: the inviter already has the most active
+	// invitations allowed.
+	ErrTooManyActive = errors.New("too many active invitations")
+	// ErrTooManyPending: an invitee already is pending in the most
+	// invitations allowed.
+	ErrTooManyPending = errors.New("invitee has too many pending invitations")
 )

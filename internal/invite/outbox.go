@@ -156,7 +156,18 @@ func (o *outbox) dropRetry(id string) {
 // schedules for another try, so that a later change is never announced
 // before an earlier one; it reports whether all succeeded.
 func (e *Engine) announce(ctx context.Context, inv *Invitation) bool {
+	return e.announceAs(ctx, inv, false)
+}
+
+// announceAs is announce; takenOver says the announcer is not the
+// instance that made the changes, nor one that answered their requests:
+// their connections then get the events too, as nobody can tell whether
+// they heard of success (a request that got 90994, an instance that died).
+func (e *Engine) announceAs(ctx context.Context, inv *Invitation, takenOver bool) bool {
 	for _, en := range e.out.pending(inv) {
+		if takenOver {
+			en.a.Origin = Origin{Device: en.a.Origin.Device}
+		}
 		if err := e.effects(ctx, inv, en.token, en.a); err != nil {
 			e.log.Warn("announcing a change failed; it is tried again", "inviteID", inv.ID, "action", en.a.Action, "err", err)
 			e.out.retryLater(inv.ID, e.now())
@@ -306,7 +317,7 @@ func (e *Engine) takeOver(ctx context.Context) {
 		if recorded > 0 {
 			e.announceTakeover.Add(float64(recorded))
 			e.log.Info("announcing changes whose announcer did not finish", "inviteID", id, "entries", recorded)
-			e.announce(ctx, inv)
+			e.announceAs(ctx, inv, true)
 		}
 	}
 }

@@ -16,7 +16,9 @@ type Store interface {
 	// Deadline is set it is entered for ClaimDue; unless OnlineUserOnly, it is
 	// indexed under each invitee for PendingFor. Every entry of
 	// inv.Unannounced is entered for ClaimUnannounced from announceBy (ms)
-	// on. It fails with ErrExists when the ID is taken.
+	// on. It fails with ErrExists when the ID is taken, but by inv itself
+	// (the same creation entry: a Create tried again after its answer was
+	// lost), which succeeds.
 	Create(ctx context.Context, inv *Invitation, announceBy int64) error
 
 	// Apply performs one transition atomically, exactly as the function
@@ -27,7 +29,9 @@ type Store interface {
 	// succeeds. A change that ends the invitation forgets its deadline,
 	// except ActTimeout: the timeout loop releases the deadlines it fired
 	// (ReleaseDeadlines), so that one whose timeout failed half-way is
-	// claimed again. Errors: ErrNotFound, ErrForbidden, ErrEnded, ErrNotDue.
+	// claimed again. A change whose Token is recorded already was applied
+	// already (tried again after its answer was lost): it succeeds, as
+	// Apply does. Errors: ErrNotFound, ErrForbidden, ErrEnded, ErrNotDue.
 	Apply(ctx context.Context, id string, ch Change) (Outcome, error)
 
 	// Get returns the invitation as it is at now. Errors: ErrNotFound (never
@@ -69,4 +73,25 @@ type Store interface {
 type Unannounced struct {
 	ID    string
 	Token string
+}
+
+// Quotas bound what one user can make others and the server hold, on every
+// instance together. Implementations: the memory and the Redis store.
+type Quotas interface {
+	// Admit takes n from inviter's invite budget (Limits.Rate per second,
+	// up to Limits.Burst, in invitees) and checks that inviter has fewer
+	// than Limits.MaxActive active invitations and that each of invitees
+	// is pending in fewer than Limits.MaxPending. It fails with an error
+	// wrapping ErrRateLimited, ErrTooManyActive or ErrTooManyPending
+	// (naming the invitee), or ErrUnavailable. A refused invite still
+	// spends its budget: a caller that keeps trying is slowed all the same.
+	Admit(ctx context.Context, inviter string, invitees []string, now int64, l Limits) error
+}
+
+// Limits are the quotas of one user.
+type Limits struct {
+	Rate       float64 // invitees per second
+	Burst      int     // invitees at once
+	MaxActive  int     // active invitations an inviter may have
+	MaxPending int     // invitations an invitee may be pending in
 }

@@ -76,6 +76,11 @@ func Apply(inv *Invitation, ch Change) (Outcome, error) {
 	if inv == nil || Dropped(inv, ch.Now) {
 		return Outcome{}, ErrNotFound
 	}
+	if _, done := inv.Unannounced[ch.Token]; done && ch.Token != "" {
+		// Applied already, by this very change: a store client that lost
+		// the answer tries again, and must not be told it failed.
+		return reapplied(inv, ch), nil
+	}
 	isInviter := ch.Actor == inv.Inviter
 	isInvitee := inv.IsInvitee(ch.Actor)
 	switch ch.Action {
@@ -134,6 +139,33 @@ func Apply(inv *Invitation, ch Change) (Outcome, error) {
 	}
 	out.Invitation = next
 	return out, nil
+}
+
+// reapplied is the outcome of a change found applied already: the
+// invitation as it is, the invitees in the state the change sets (for
+// cancel and timeout, those it set, unless a later change took others
+// there: none can), and ended if it ended at the change's time.
+func reapplied(inv *Invitation, ch Change) Outcome {
+	out := Outcome{Invitation: inv.Clone(), Ended: !inv.Active() && inv.EndedAt == ch.Now}
+	var to State
+	switch ch.Action {
+	case ActAccept:
+		to = StateAccepted
+	case ActReject:
+		to = StateRejected
+	case ActCancel:
+		to = StateCancelled
+	case ActTimeout:
+		to = StateTimeout
+	default:
+		return out
+	}
+	for _, u := range inv.Invitees {
+		if inv.States[u] == to && (ch.Action == ActCancel || ch.Action == ActTimeout || u == ch.Actor) {
+			out.Changed = append(out.Changed, u)
+		}
+	}
+	return out
 }
 
 func pastDeadline(inv *Invitation, now int64) bool {

@@ -35,6 +35,12 @@ type Store struct {
 	// announce: recorded changes not yet announced, by token; an entry
 	// is claimable from its time on. Guarded by mu.
 	announce map[string]annEntry
+	// outgoing: each inviter's active invitations; tat: when each user's
+	// invite budget is whole again (ms), forgotten once past. For Admit;
+	// guarded by mu.
+	outgoing map[string]map[string]struct{}
+	tat      map[string]float64
+	tatSwept int64 // when tat was last rid of whole budgets (ms)
 
 	devices devices   // device registrations (device.Store), under a mutex of their own
 	pushQ   pushQueue // push jobs (push.Queue), under a mutex of their own
@@ -53,6 +59,8 @@ func New() *Store {
 		deadlines: make(map[string]int64),
 		groups:    make(map[string]map[string]struct{}),
 		announce:  make(map[string]annEntry),
+		outgoing:  make(map[string]map[string]struct{}),
+		tat:       make(map[string]float64),
 		devices:   newDevices(),
 		pushQ:     newPushQueue(),
 	}
@@ -65,7 +73,12 @@ func (s *Store) Ping(context.Context) error { return nil }
 func (s *Store) Create(_ context.Context, inv *invite.Invitation, announceBy int64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.invs[inv.ID]; ok {
+	if old, ok := s.invs[inv.ID]; ok {
+		for token, a := range inv.Unannounced {
+			if _, same := old.Unannounced[token]; same && a.Action == invite.ActInvite {
+				return nil // this very Create, tried again
+			}
+		}
 		return fmt.Errorf("create %s: %w", inv.ID, invite.ErrExists)
 	}
 	c := inv.Clone()
@@ -82,15 +95,29 @@ func (s *Store) Create(_ context.Context, inv *invite.Invitation, announceBy int
 	}
 	if !c.OnlineUserOnly {
 		for _, u := range c.Invitees {
-			ids := s.pending[u]
-			if ids == nil {
-				ids = make(map[string]struct{})
-				s.pending[u] = ids
-			}
-			ids[c.ID] = struct{}{}
+			addTo(s.pending, u, c.ID)
 		}
 	}
+	addTo(s.outgoing, c.Inviter, c.ID)
 	return nil
+}
+
+func addTo(index map[string]map[string]struct{}, user, id string) {
+	ids := index[user]
+	if ids == nil {
+		ids = make(map[string]struct{})
+		index[user] = ids
+	}
+	ids[id] = struct{}{}
+}
+
+func removeFrom(index map[string]map[string]struct{}, user, id string) {
+	if ids := index[user]; ids != nil {
+		delete(ids, id)
+		if len(ids) == 0 {
+			delete(index, user)
+		}
+	}
 }
 
 // Apply implements invite.Store.
@@ -111,6 +138,7 @@ func (s *Store) Apply(_ context.Context, id string, ch invite.Change) (invite.Ou
 		s.unindex(u, id)
 	}
 	if out.Ended {
+		removeFrom(s.outgoing, next.Inviter, id)
 		if ch.Action != invite.ActTimeout { // the timeout loop releases what it fired
 			delete(s.deadlines, id)
 		}
@@ -238,20 +266,22 @@ func (s *Store) sweep(now int64) {
 		}
 		delete(s.invs, e.id)
 		delete(s.deadlines, e.id)
+		removeFrom(s.outgoing, inv.Inviter, e.id)
 		for _, u := range inv.Invitees {
 			s.unindex(u, e.id)
 		}
 	}
-}
-
-func (s *Store) unindex(user, id string) {
-	if ids := s.pending[user]; ids != nil {
-		delete(ids, id)
-		if len(ids) == 0 {
-			delete(s.pending, user)
+	if now-s.tatSwept >= 10_000 { // a scan of every recent inviter: now and then
+		s.tatSwept = now
+		for u, tat := range s.tat {
+			if tat <= float64(now) {
+				delete(s.tat, u) // a whole budget: as if never used
+			}
 		}
 	}
 }
+
+func (s *Store) unindex(user, id string) { removeFrom(s.pending, user, id) }
 
 // AddMembers implements group.Store.
 func (s *Store) AddMembers(_ context.Context, groupID string, members []string) ([]string, error) {

@@ -55,6 +55,8 @@ const (
 	CodeInvalidParams   = 6017
 	CodeInviteEnded     = 8010 // unknown inviteID, or this part of it has ended
 	CodeNoPermission    = 8011
+	CodeTooManyPending  = 8012 // an invitee is pending in too many invitations
+	CodeTooManyActive   = 8013 // the inviter has too many active invitations
 	CodeTooManyInvitees = 10005
 	CodeNotMember       = 10007
 	CodeGroupNotFound   = 10010

@@ -64,11 +64,19 @@ func (s *Store) Create(ctx context.Context, inv *invite.Invitation, announceBy i
 	for token := range inv.Unannounced {
 		pipe.ZAdd(ctx, s.announceKey(), redis.Z{Score: float64(announceBy), Member: inv.ID + "\n" + token})
 	}
+	score := math.Inf(1)
+	if inv.Expires > 0 {
+		score = float64(inv.Expires)
+	}
+	out := s.outgoingKey(inv.Inviter)
+	pipe.ZAddNX(ctx, out, redis.Z{Score: score, Member: inv.ID})
+	if inv.Expires > 0 {
+		pipe.Do(ctx, "PEXPIREAT", out, inv.Expires, "NX")
+		pipe.Do(ctx, "PEXPIREAT", out, inv.Expires, "GT")
+	} else {
+		pipe.Persist(ctx, out)
+	}
 	if !inv.OnlineUserOnly {
-		score := math.Inf(1)
-		if inv.Expires > 0 {
-			score = float64(inv.Expires)
-		}
 		for _, u := range inv.Invitees {
 			k := s.pendingKey(u)
 			pipe.ZAddNX(ctx, k, redis.Z{Score: score, Member: inv.ID})
@@ -117,8 +125,14 @@ func createArgs(inv *invite.Invitation) []any {
 			pending++
 		}
 	}
+	created := ""
+	for token, a := range inv.Unannounced {
+		if a.Action == invite.ActInvite {
+			created = fAnnouncePrefix + token
+		}
+	}
 	args := []any{
-		inv.Expires,
+		inv.Expires, created,
 		fInviter, inv.Inviter,
 		fGroup, inv.GroupID,
 		fData, inv.Data,

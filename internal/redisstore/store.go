@@ -12,6 +12,8 @@
 //	<prefix>inv:{<id>}               hash: one invitation (fields below)
 //	<prefix>deadlines                sorted set: invitation ID → ms when ClaimDue may next return it
 //	<prefix>user:{<user>}:pending    sorted set: invitation ID → its Expires, for PendingFor
+//	<prefix>user:{<user>}:out        sorted set: the user's own invitations → their Expires, for Admit
+//	<prefix>user:{<user>}:rate       string: when the user's invite budget is whole again (ms), for Admit
 //	<prefix>group:{<group>}          set: the members, plus "" so that an empty group exists
 //	<prefix>dev:{u:<user>}           hash: the user's device registrations (see Devices)
 //	<prefix>tok:{<sha256 hex>}       string: the owner of one (platform, token) (see Devices)
@@ -193,6 +195,13 @@ func (s *Store) announceKey() string { return s.prefix + "announce" }
 
 func (s *Store) pendingKey(user string) string { return s.prefix + "user:{" + user + "}:pending" }
 
+// outgoingKey is the sorted set of an inviter's invitations (ID → Expires),
+// for the active-invitations quota.
+func (s *Store) outgoingKey(user string) string { return s.prefix + "user:{" + user + "}:out" }
+
+// rateKey holds when a user's invite budget is whole again (admit.lua).
+func (s *Store) rateKey(user string) string { return s.prefix + "user:{" + user + "}:rate" }
+
 func (s *Store) groupKey(id string) string { return s.prefix + "group:{" + id + "}" }
 
 func (s *Store) devKey(user string) string { return s.prefix + "dev:{u:" + user + "}" }
@@ -225,6 +234,10 @@ var (
 	//go:embed claim.lua
 	claimLua    string
 	claimScript = redis.NewScript(claimLua)
+
+	//go:embed admit.lua
+	admitLua    string
+	admitScript = redis.NewScript(admitLua)
 
 	//go:embed tokset.lua
 	toksetLua    string

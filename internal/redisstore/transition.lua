@@ -53,6 +53,26 @@ if expires > 0 and now >= expires then
   return {NOT_FOUND} -- dropped: past its lifetime, or its retention
 end
 
+-- Applied already by this very change (its token is recorded): a client
+-- that lost the answer tries again (go-redis does across a reconnect) and
+-- must not be told it failed. Apply's reapplied: the invitation as it is.
+if ARGV[6] ~= '' and redis.call('HEXISTS', key, 'a:' .. ARGV[6]) == 1 then
+  local ended = 0
+  if not active and tonumber(h[3]) == now then
+    ended = 1
+  end
+  local to = ({accept = 'accepted', reject = 'rejected', cancel = 'cancelled', timeout = 'timeout'})[action]
+  local changed = {}
+  if to then
+    for _, u in ipairs(decodeList(redis.call('HGET', key, 'invitees') or '')) do
+      if redis.call('HGET', key, 's:' .. u) == to and (action == 'cancel' or action == 'timeout' or u == actor) then
+        changed[#changed + 1] = u
+      end
+    end
+  end
+  return {OK, ended, changed, redis.call('HGETALL', key)}
+end
+
 -- Permission first, whether or not the invitation has ended.
 local actorState = redis.call('HGET', key, 's:' .. actor)
 if action == 'accept' or action == 'reject' then

@@ -24,6 +24,7 @@ import (
 // Backend is what a store under test implements.
 type Backend interface {
 	invite.Store
+	invite.Quotas
 	group.Store
 }
 
@@ -42,6 +43,7 @@ func Run(t *testing.T, newStore NewFunc) {
 	t.Run("Races", func(t *testing.T) { testRaces(t, newStore(t)) })
 	t.Run("Groups", func(t *testing.T) { testGroups(t, newStore(t)) })
 	t.Run("Announcements", func(t *testing.T) { testAnnouncements(t, newStore(t)) })
+	t.Run("Quotas", func(t *testing.T) { testQuotas(t, newStore(t)) })
 }
 
 var idSeq atomic.Int64
@@ -114,8 +116,15 @@ func testCreateGet(t *testing.T, s Backend) {
 	if !reflect.DeepEqual(got, inv) {
 		t.Fatalf("Get returned\n%+v\nwant\n%+v", got, inv)
 	}
-	if err := s.Create(ctx, inv, now+announceDelay); !errors.Is(err, invite.ErrExists) {
-		t.Fatalf("second Create: got %v, want ErrExists", err)
+	// The same Create again (its answer lost): it succeeds, and changes
+	// nothing. Another invitation under the same ID does not.
+	if err := s.Create(ctx, inv, now+announceDelay); err != nil {
+		t.Fatalf("Create tried again: %v", err)
+	}
+	other := NewInvitation(now, "mallory", 30, false, "bob")
+	other.ID = inv.ID
+	if err := s.Create(ctx, other, now+announceDelay); !errors.Is(err, invite.ErrExists) {
+		t.Fatalf("another Create under a taken ID: got %v, want ErrExists", err)
 	}
 	if _, err := s.Get(ctx, "no-such-id", now); !errors.Is(err, invite.ErrNotFound) {
 		t.Fatalf("Get unknown: got %v, want ErrNotFound", err)
@@ -161,6 +170,14 @@ func testMatchesApply(t *testing.T, s Backend) {
 			}
 			want, wantErr := invite.Apply(model, ch)
 			got, gotErr := s.Apply(ctx, model.ID, ch)
+			if ch.Token != "" && gotErr == nil && rng.IntN(3) == 0 {
+				// Tried again with the same token, as a client that lost
+				// the answer does: the same success, nothing applied twice.
+				again, err := s.Apply(ctx, model.ID, ch)
+				if err != nil || !reflect.DeepEqual(again.Invitation, got.Invitation) || again.Ended != got.Ended || !slices.Equal(again.Changed, got.Changed) {
+					t.Fatalf("round %d step %d: %+v tried again: %+v %v, first %+v", round, step, ch, again, err, got)
+				}
+			}
 			if !sameErr(gotErr, wantErr) {
 				t.Fatalf("round %d step %d %+v on %+v: store error %v, Apply error %v", round, step, ch, model, gotErr, wantErr)
 			}
@@ -547,4 +564,72 @@ func testGroups(t *testing.T, s Backend) {
 	if _, err := s.Members(ctx, "g"); !errors.Is(err, group.ErrNotFound) {
 		t.Fatalf("Members after Delete: %v", err)
 	}
+}
+
+// testQuotas: an inviter's budget is spent per invitee and comes back with
+// time; an inviter at its active invitations, or an invitee at its pending
+// ones, is refused until one of them ends.
+func testQuotas(t *testing.T, s Backend) {
+	ctx := context.Background()
+	now := nowMs()
+	l := invite.Limits{Rate: 10, Burst: 20, MaxActive: 2, MaxPending: 2}
+	admit := func(at int64, inviter string, invitees ...string) error {
+		t.Helper()
+		err := s.Admit(ctx, inviter, invitees, at, l)
+		if err != nil && !errors.Is(err, invite.ErrRateLimited) && !errors.Is(err, invite.ErrTooManyActive) && !errors.Is(err, invite.ErrTooManyPending) {
+			t.Fatalf("Admit: %v", err)
+		}
+		return err
+	}
+	many := make([]string, 20)
+	for i := range many {
+		many[i] = fmt.Sprintf("u%d", i)
+	}
+	if err := admit(now, "rater", many...); err != nil {
+		t.Fatalf("a whole burst: %v", err)
+	}
+	if err := admit(now, "rater", "one"); !errors.Is(err, invite.ErrRateLimited) {
+		t.Fatalf("past the burst: %v, want ErrRateLimited", err)
+	}
+	if err := admit(now+1, "other", "one"); err != nil {
+		t.Fatalf("another inviter's budget: %v", err)
+	}
+	if err := admit(now+3000, "rater", "a", "b", "c"); err != nil {
+		t.Fatalf("3 s later (30 invitees' worth at 10/s): %v", err)
+	}
+
+	// Two active invitations: the third is refused until one ends.
+	first := NewInvitation(now, "alice", 30, false, "bob")
+	second := NewInvitation(now, "alice", 30, false, "carol")
+	mustCreate(t, s, first)
+	mustCreate(t, s, second)
+	if err := admit(now+10, "alice", "dave"); !errors.Is(err, invite.ErrTooManyActive) {
+		t.Fatalf("a third active invitation: %v, want ErrTooManyActive", err)
+	}
+	if _, err := s.Apply(ctx, first.ID, invite.Change{Action: invite.ActAccept, Actor: "bob", Now: now + 20, Retention: retention}); err != nil {
+		t.Fatal(err)
+	}
+	if err := admit(now+30, "alice", "dave"); err != nil {
+		t.Fatalf("after one ended: %v", err)
+	}
+
+	// Two pending for erin: a third inviter is refused until she answers.
+	for _, inviter := range []string{"x", "y"} {
+		mustCreate(t, s, NewInvitation(now, inviter, 30, false, "erin"))
+	}
+	inv := NewInvitation(now, "z", 30, false, "erin", "frank")
+	if err := admit(now+40, "z", "frank", "erin"); !errors.Is(err, invite.ErrTooManyPending) || !strings.Contains(err.Error(), `"erin"`) {
+		t.Fatalf("a third invitation for erin: %v, want ErrTooManyPending naming her", err)
+	}
+	pending, err := s.PendingFor(ctx, "erin", now+50)
+	if err != nil || len(pending) != 2 {
+		t.Fatalf("PendingFor(erin) = %d, %v", len(pending), err)
+	}
+	if _, err := s.Apply(ctx, pending[0].ID, invite.Change{Action: invite.ActReject, Actor: "erin", Now: now + 60, Retention: retention}); err != nil {
+		t.Fatal(err)
+	}
+	if err := admit(now+70, "z", "frank", "erin"); err != nil {
+		t.Fatalf("after erin answered one: %v", err)
+	}
+	mustCreate(t, s, inv)
 }

@@ -1,0 +1,102 @@
+package redisstore
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/signald/signald/internal/invite"
+)
+
+// Admit implements invite.Quotas in one round trip when nobody is near a
+// limit: admit.lua spends the budget, and the counts are bounds read from
+// the indexes (ZCOUNT of entries not expired), which may still hold
+// invitations that ended. Only a bound at the limit is made exact, by
+// reading the invitations (and tidying the index).
+func (s *Store) Admit(ctx context.Context, inviter string, invitees []string, now int64, l invite.Limits) error {
+	interval := 1000 / l.Rate
+	pipe := s.c.Pipeline()
+	budget := pipe.EvalSha(ctx, admitScript.Hash(), []string{s.rateKey(inviter)},
+		now, len(invitees), interval, float64(l.Burst)*interval)
+	min := "(" + strconv.FormatInt(now, 10)
+	active := pipe.ZCount(ctx, s.outgoingKey(inviter), min, "+inf")
+	pending := make([]*redis.IntCmd, len(invitees))
+	for i, u := range invitees {
+		pending[i] = pipe.ZCount(ctx, s.pendingKey(u), min, "+inf")
+	}
+	_, _ = pipe.Exec(ctx)
+	if redis.HasErrorPrefix(budget.Err(), "NOSCRIPT") {
+		budget = admitScript.Run(ctx, s.c, []string{s.rateKey(inviter)}, now, len(invitees), interval, float64(l.Burst)*interval)
+	}
+	ok, err := budget.Int64()
+	if err != nil {
+		return unavailable("admit "+inviter, err)
+	}
+	if ok != 1 {
+		return fmt.Errorf("%d invitees: %w", len(invitees), invite.ErrRateLimited)
+	}
+	if n, err := active.Result(); err != nil {
+		return unavailable("admit "+inviter, err)
+	} else if n >= int64(l.MaxActive) {
+		if n, err = s.activeBy(ctx, inviter, now); err != nil {
+			return err
+		}
+		if n >= int64(l.MaxActive) {
+			return fmt.Errorf("%d active invitations, at most %d: %w", n, l.MaxActive, invite.ErrTooManyActive)
+		}
+	}
+	for i, u := range invitees {
+		n, err := pending[i].Result()
+		if err != nil {
+			return unavailable("admit "+inviter, err)
+		}
+		if n < int64(l.MaxPending) {
+			continue
+		}
+		invs, err := s.PendingFor(ctx, u, now)
+		if err != nil {
+			return err
+		}
+		if len(invs) >= l.MaxPending {
+			return fmt.Errorf("%q is pending in %d invitations, at most %d: %w", u, len(invs), l.MaxPending, invite.ErrTooManyPending)
+		}
+	}
+	return nil
+}
+
+// activeBy counts the invitations inviter made that are still active,
+// and drops the others from its index.
+func (s *Store) activeBy(ctx context.Context, inviter string, now int64) (int64, error) {
+	key := s.outgoingKey(inviter)
+	ids, err := s.c.ZRangeByScore(ctx, key, &redis.ZRangeBy{Min: "(" + strconv.FormatInt(now, 10), Max: "+inf"}).Result()
+	if err != nil {
+		return 0, unavailable("active by "+inviter, err)
+	}
+	pipe := s.c.Pipeline()
+	states := make([]*redis.SliceCmd, len(ids))
+	for i, id := range ids {
+		states[i] = pipe.HMGet(ctx, s.invKey(id), fEnded, fExpires)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return 0, unavailable("active by "+inviter, err)
+	}
+	var n int64
+	var stale []any
+	for i, st := range states {
+		v := st.Val()
+		ended, _ := v[0].(string)
+		expires, _ := v[1].(string)
+		exp, _ := strconv.ParseInt(expires, 10, 64)
+		if ended == "0" && (exp == 0 || exp > now) {
+			n++
+		} else if ended != "" {
+			stale = append(stale, ids[i]) // ended or dropped; a missing one may be under way
+		}
+	}
+	if len(stale) > 0 {
+		_ = s.c.ZRem(ctx, key, stale...).Err() // tidying only
+	}
+	return n, nil
+}
