@@ -5,7 +5,7 @@ BIN           := bin/signald
 STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 ADDR          ?= :8080
 
-.PHONY: all run build test test-short deps lint fuzz bench docker clean
+.PHONY: all run build test test-short deps lint fuzz bench chaos docker clean
 
 all: build
 
@@ -39,6 +39,11 @@ fuzz:
 ## writes docs/benchmarks.md. About four minutes.
 bench: deps
 	scripts/bench.sh
+
+## chaos: the long fault-injection run (3 instances, 150 users, 120 s, every
+## fault kind; see cmd/signald-chaos); fails unless lost=duplicated=inconsistent=0.
+chaos: deps build
+	$(GO) run ./cmd/signald-chaos -signald $(BIN) -instances 3 -users 150 -duration 120s -faults all
 
 ## docker: a small static image (needs a Docker engine).
 docker:
