@@ -282,3 +282,106 @@ func TestAttackBurstOnAReader(t *testing.T) {
 	}
 	mustCall(t, phone, protocol.OpPing, nil)
 }
+
+// TestAttackLockOut: an attacker rings a victim with as many invitations
+// as it can, each with 12 KiB of data, to keep her from logging in. The
+// invitations stop at the victim's cap (8012), and she logs in on a fresh
+// device, and on one resuming from before the flood, and gets every one
+// of them, on any backend.
+func TestAttackLockOut(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, o app.Options) {
+		dm := startDaemon(t, o)
+		data := strings.Repeat("x", 12*1024)
+		anchor := decode[protocol.LoginData](t, call(t, dm.dial(), protocol.OpLogin, map[string]any{"userID": "victim", "userSig": dm.token("victim")}).Data).LastEventID
+		attackers := []*clientT{dm.login("mallory"), dm.login("trudy")}
+		sent := 0
+		for i := 0; ; i++ {
+			f := call(t, attackers[i%2], protocol.OpInvite, map[string]any{"invitee": "victim", "data": data, "timeout": 0})
+			if f.Code == protocol.CodeTooManyPending {
+				break
+			}
+			if f.Code != 0 || i > 1000 {
+				t.Fatalf("invite %d: code %d %s", i, f.Code, f.Desc)
+			}
+			sent++
+		}
+		if sent != 100 {
+			t.Fatalf("%d invitations reached the victim before 8012, want the cap, 100", sent)
+		}
+		for _, params := range []map[string]any{
+			{"userID": "victim", "userSig": dm.token("victim")},
+			{"userID": "victim", "userSig": dm.token("victim"), "lastEventID": anchor},
+		} {
+			c := dm.dial()
+			if f := call(t, c, protocol.OpLogin, params); f.Code != 0 {
+				t.Fatalf("login: code %d", f.Code)
+			}
+			for i := range sent {
+				if f := next(t, c); f.Event != "onReceiveNewInvitation" {
+					t.Fatalf("the victim's frame %d: %+v", i, f)
+				}
+			}
+			mustCall(t, c, protocol.OpPing, nil)
+		}
+	})
+}
+
+// TestAttackInviteFlood: one user on five connections sends invitations
+// with 1 KiB of data and no timeout as fast as it can. Its budget is the
+// user's, not the connection's, and it can keep at most 100 active.
+func TestAttackInviteFlood(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, o app.Options) {
+		dm := startDaemon(t, o)
+		data := strings.Repeat("x", 1024)
+		var conns []*clientT
+		for range 5 {
+			conns = append(conns, dm.login("mallory"))
+		}
+		codes := map[int]int{}
+		for i := range 600 {
+			f := call(t, conns[i%5], protocol.OpInvite, map[string]any{"invitee": fmt.Sprint("v", i), "data": data, "timeout": 0})
+			codes[f.Code]++
+		}
+		if codes[0] != 100 || codes[protocol.CodeTooManyActive]+codes[protocol.CodeRateLimited] != 500 {
+			t.Fatalf("answers %v: want 100 invitations, then 8013 or 60018", codes)
+		}
+		// A group call costs its size: two of 200 fit the budget's burst,
+		// not a third right after.
+		mustAdmin(t, dm, "PUT", "/v1/groups/big/members", fmt.Sprintf(`{"members":[%s]}`, quoted(201)))
+		leader := dm.login("m0")
+		members := strings.Split(strings.ReplaceAll(quoted(201), `"`, ""), ",")[1:]
+		for i := range 3 {
+			f := call(t, leader, protocol.OpInviteInGroup, map[string]any{"groupID": "big", "inviteeList": members, "data": "", "timeout": 0})
+			if want := map[bool]int{true: protocol.CodeRateLimited, false: 0}[i == 2]; f.Code != want {
+				t.Fatalf("group call %d to 200: code %d %s, want %d", i, f.Code, f.Desc, want)
+			}
+		}
+	})
+}
+
+// quoted lists "m0", …, "m<n-1>" as JSON strings.
+func quoted(n int) string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf(`"m%d"`, i)
+	}
+	return strings.Join(out, ",")
+}
+
+// TestAttackLookAlikeIDs: IDs with control or bidirectional formatting
+// characters are refused, so that nobody passes for someone else in logs.
+func TestAttackLookAlikeIDs(t *testing.T) {
+	checkLeaks(t)
+	dm := startDaemon(t, baseOptions(t, "memory"))
+	for _, id := range []string{"alice\u202eecila", "bob\nadmin", "carol\u2066", "nul\x00"} {
+		c := dm.dial()
+		if f := call(t, c, protocol.OpLogin, map[string]any{"userID": id, "userSig": dm.token("x")}); f.Code != protocol.CodeInvalidParams {
+			t.Fatalf("login as %q: code %d, want 6017", id, f.Code)
+		}
+	}
+	alice := dm.login("alice")
+	wantCode(t, alice, protocol.CodeInvalidParams, protocol.OpInvite, map[string]any{"invitee": "bob\u200f", "data": ""})
+	if code, _ := dm.admin("PUT", "/v1/groups/g%E2%80%AE/members", `{"members":["a"]}`); code != http.StatusBadRequest {
+		t.Fatalf("a group ID with an override: %d, want 400", code)
+	}
+}

@@ -366,11 +366,12 @@ type runningBus interface {
 func openBus(o Options, store closingBackend, hb *hub.Hub, node string, logger *slog.Logger, onGap func([]string)) (runningBus, error) {
 	rb, ok := store.(redisBackend)
 	if !ok {
-		return bus.NewMemBus(hb, o.EventsKept, o.EventsRetention, nil), nil
+		return bus.NewMemBus(hb, bus.MemBusOptions{Keep: o.EventsKept, KeepBytes: o.EventsKeptBytes,
+			MaxBytes: o.EventsMaxBytes, Retention: o.EventsRetention}), nil
 	}
 	return redisbus.New(redisbus.Options{
 		Client: rb.client, Prefix: o.RedisPrefix, Node: node, Hub: hb,
-		Keep: o.EventsKept, Retention: o.EventsRetention, Logger: logger, OnGap: onGap,
+		Keep: o.EventsKept, KeepBytes: o.EventsKeptBytes, Retention: o.EventsRetention, Logger: logger, OnGap: onGap,
 	})
 }
 

@@ -49,6 +49,8 @@ type Options struct {
 	NodeID                                             string        // this instance's name among those sharing a Redis; "" picks a random one
 	PprofAddr                                          string        // where to serve net/http/pprof; "" (the default) serves none
 	EventsKept                                         int           // events kept per user for resume
+	EventsKeptBytes                                    int           // bytes of events kept per user
+	EventsMaxBytes                                     int64         // memory mode: bytes of events kept in all
 	EventsRetention                                    time.Duration // how long a user's kept events outlive the newest of them
 	Server                                             server.Config
 	Engine                                             invite.Config
@@ -72,6 +74,8 @@ func DefaultOptions() Options {
 		ShutdownTimeout: 15 * time.Second,
 		HTTPReadTimeout: 10 * time.Second, HTTPWriteTimeout: 30 * time.Second, HTTPIdleTimeout: 60 * time.Second,
 		EventsKept:      100,
+		EventsKeptBytes: 256 << 10,
+		EventsMaxBytes:  512 << 20,
 		EventsRetention: 24 * time.Hour,
 		Server:          server.DefaultConfig(),
 		Engine:          invite.DefaultConfig(),
@@ -108,7 +112,7 @@ func (o *Options) validate() error {
 	if _, err := parseLevel(o.LogLevel); err != nil {
 		errs = append(errs, err)
 	}
-	if o.EventsKept < 1 || o.EventsRetention <= 0 {
+	if o.EventsKept < 1 || o.EventsRetention <= 0 || o.EventsKeptBytes < 1 || o.EventsMaxBytes < 0 {
 		errs = append(errs, errors.New("events kept and their retention must be positive"))
 	}
 	if err := o.Push.Validate(); err != nil {
@@ -211,6 +215,9 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (Opt
 	e.str(&o.PprofAddr, "pprof-addr", "SIGNALD_PPROF_ADDR", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060) for profiling; empty: off")
 	e.str(&o.NodeID, "node-id", "SIGNALD_NODE_ID", "this instance's name among those sharing a Redis (default: random)")
 	e.integer(&o.EventsKept, "events-kept", "SIGNALD_EVENTS_KEPT", "events kept per user for resume (lastEventID)")
+	e.integer(&o.EventsKeptBytes, "events-kept-bytes", "SIGNALD_EVENTS_KEPT_BYTES", "bytes of events kept per user for resume (the newest always is)")
+	maxBytes := int(o.EventsMaxBytes)
+	e.integer(&maxBytes, "events-max-bytes", "SIGNALD_EVENTS_MAX_BYTES", "memory store: bytes of events kept in all; past it the logs of offline users go, least recently active first (0: no bound)")
 	e.duration(&o.EventsRetention, "events-retention", "SIGNALD_EVENTS_RETENTION", "how long a user's kept events outlive the newest of them")
 	e.duration(&o.DrainPeriod, "drain-period", "SIGNALD_DRAIN_PERIOD", "after SIGTERM, how long /readyz answers 503 before connections are closed")
 	e.integer(&o.Server.CloseBatch, "close-batch", "SIGNALD_CLOSE_BATCH", "connections closed (1012) per batch on shutdown")
@@ -273,6 +280,7 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (Opt
 		return o, errors.Join(e.errs...)
 	}
 	o.Server.ReadLimit = int64(readLimit)
+	o.EventsMaxBytes = int64(maxBytes)
 	o.Server.RateLimit = rate.Limit(rateLimit)
 	if origins != "" {
 		o.Server.OriginPatterns = strings.Split(origins, ",")

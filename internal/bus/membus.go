@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"hash/maphash"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/signald/signald/internal/hub"
@@ -21,11 +23,32 @@ import (
 type MemBus struct {
 	hub       *hub.Hub
 	keep      int           // events kept per user
+	keepBytes int           // bytes of frames kept per user
+	maxBytes  int64         // bytes of frames kept in all, before the logs of offline users go
 	retention time.Duration // a user's log is dropped this long after its newest event
 	epoch     string
 	now       func() time.Time
 	seed      maphash.Seed
 	stripes   [64]memStripe
+	total     atomic.Int64  // bytes of frames kept in all
+	evict     chan struct{} // asks Run to evict, when total passes maxBytes
+}
+
+// MemBusOptions configure a MemBus.
+type MemBusOptions struct {
+	// Keep and KeepBytes bound one user's kept events: the oldest go when
+	// either is passed (the newest is always kept).
+	Keep      int
+	KeepBytes int
+	// MaxBytes bounds the kept events of all users: past it, Run drops the
+	// logs of users without a live connection, least recently active first
+	// (a later resume of theirs is then not recovered: the client gets its
+	// pending invitations and refreshes). 0: no bound.
+	MaxBytes int64
+	// Retention: a user's log is dropped this long after its newest event,
+	// when the user has no live connection.
+	Retention time.Duration
+	Now       func() time.Time // nil: time.Now
 }
 
 type memStripe struct {
@@ -35,6 +58,7 @@ type memStripe struct {
 
 // userLog is one user's kept events, oldest first.
 type userLog struct {
+	bytes   int    // of the kept frames
 	seq     uint64 // last issued
 	trimmed uint64 // highest seq no longer kept (0: none dropped)
 	events  []keptEvent
@@ -50,15 +74,17 @@ type keptEvent struct {
 	origin Origin
 }
 
-// NewMemBus returns a bus delivering to hub that keeps the last keep events
-// of each user for retention after the newest. now is its clock (nil:
-// time.Now); the epoch of its eventIDs is the time it is made.
-func NewMemBus(hub *hub.Hub, keep int, retention time.Duration, now func() time.Time) *MemBus {
-	if now == nil {
-		now = time.Now
+// NewMemBus returns a bus delivering to hub, keeping events as o says; the
+// epoch of its eventIDs is the time it is made.
+func NewMemBus(hub *hub.Hub, o MemBusOptions) *MemBus {
+	if o.Now == nil {
+		o.Now = time.Now
 	}
-	b := &MemBus{hub: hub, keep: keep, retention: retention, now: now, seed: maphash.MakeSeed()}
-	b.epoch = fmt.Sprintf("%013d", now().UnixMilli())
+	b := &MemBus{
+		hub: hub, keep: o.Keep, keepBytes: o.KeepBytes, maxBytes: o.MaxBytes, retention: o.Retention,
+		now: o.Now, seed: maphash.MakeSeed(), evict: make(chan struct{}, 1),
+	}
+	b.epoch = fmt.Sprintf("%013d", o.Now().UnixMilli())
 	for i := range b.stripes {
 		b.stripes[i].logs = make(map[string]*userLog)
 	}
@@ -121,9 +147,23 @@ func (b *MemBus) Publish(_ context.Context, env Envelope) ([]Reach, error) {
 			d.ID = b.id(l.seq)
 			d.Frame = WithEventID(env.Frame, d.ID)
 			l.events = append(l.events, keptEvent{l.seq, d.Frame, env.Except})
-			if over := len(l.events) - b.keep; over > 0 {
+			l.bytes += len(d.Frame)
+			grown := len(d.Frame)
+			over := 0
+			for over < len(l.events)-1 && (len(l.events)-over > b.keep || l.bytes > b.keepBytes) {
+				l.bytes -= len(l.events[over].frame)
+				grown -= len(l.events[over].frame)
+				over++
+			}
+			if over > 0 {
 				l.trimmed = l.events[over-1].seq
 				l.events = append(l.events[:0], l.events[over:]...)
+			}
+			if b.total.Add(int64(grown)) > b.maxBytes && b.maxBytes > 0 {
+				select {
+				case b.evict <- struct{}{}:
+				default:
+				}
 			}
 			if env.InviteID != "" {
 				l.rung[env.InviteID] = l.seq
@@ -224,7 +264,8 @@ func (b *MemBus) RungAs(_ context.Context, user string, inviteIDs []string) ([]s
 }
 
 // Run drops the logs of users with no event for the retention, every
-// minute, until ctx ends.
+// minute, and those of offline users when all the kept events pass
+// MaxBytes, until ctx ends.
 func (b *MemBus) Run(ctx context.Context) error {
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
@@ -234,9 +275,52 @@ func (b *MemBus) Run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 			b.Sweep()
+		case <-b.evict:
+			b.Evict()
 		}
 	}
 }
+
+// Evict drops the logs of users without a live connection, least
+// recently active first, until the kept events take at most nine tenths
+// of MaxBytes (so that it does not run again at once).
+func (b *MemBus) Evict() {
+	target := b.maxBytes * 9 / 10
+	if b.maxBytes <= 0 || b.total.Load() <= target {
+		return
+	}
+	type candidate struct {
+		user    string
+		touched time.Time
+	}
+	var cs []candidate
+	for i := range b.stripes {
+		st := &b.stripes[i]
+		st.mu.Lock()
+		for u, l := range st.logs {
+			if !b.hub.Online(u) {
+				cs = append(cs, candidate{u, l.touched})
+			}
+		}
+		st.mu.Unlock()
+	}
+	slices.SortFunc(cs, func(a, b candidate) int { return a.touched.Compare(b.touched) })
+	for _, c := range cs {
+		if b.total.Load() <= target {
+			return
+		}
+		st := b.stripe(c.user)
+		st.mu.Lock()
+		if l := st.logs[c.user]; l != nil && !b.hub.Online(c.user) {
+			b.total.Add(-int64(l.bytes))
+			delete(st.logs, c.user)
+		}
+		st.mu.Unlock()
+	}
+}
+
+// KeptBytes returns how many bytes of frames are kept in all.
+func (b *MemBus) KeptBytes() int64 { return b.total.Load() }
 
 // Sweep drops the logs of users with no event for the retention and no
 // live connection: a connection's place in its user's sequence must stay
@@ -248,6 +332,7 @@ func (b *MemBus) Sweep() {
 		st.mu.Lock()
 		for u, l := range st.logs {
 			if l.touched.Before(cutoff) && !b.hub.Online(u) {
+				b.total.Add(-int64(l.bytes))
 				delete(st.logs, u)
 			}
 		}

@@ -130,6 +130,7 @@ func instanceEnv(addr, redisAddr, prefix, node string) []string {
 		"SIGNALD_REDIS_PREFIX=" + prefix,
 		"SIGNALD_NODE_ID=" + node,
 		"SIGNALD_EVENTS_KEPT=100000",
+		"SIGNALD_EVENTS_KEPT_BYTES=1073741824", // and in bytes: a resume never falls off the kept window
 		"SIGNALD_RETENTION=15m",
 		"SIGNALD_CLAIM_LEASE=" + claimLease.String(),
 		"SIGNALD_RATE_LIMIT=1000",

@@ -16,6 +16,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
+
+	"github.com/signald/signald/internal/ids"
 )
 
 // Limits on admin requests. They bound the memory and store work one request
@@ -107,6 +109,20 @@ type membersResponse struct {
 	Members []string `json:"members"`
 }
 
+// bounded cuts a client's string for a log line: a stranger must not be
+// able to write megabytes of log with one request.
+func bounded(s string) string {
+	const max = 200
+	if len(s) <= max {
+		return s
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s…(%d bytes)", s[:cut], len(s))
+}
+
 // errorResponse is the body of every error answer.
 type errorResponse struct {
 	Error string `json:"error"`
@@ -118,7 +134,7 @@ func (a *adminAPI) authenticate(next http.Handler) http.Handler {
 			// Warn, not error: a stranger knocking is not a fault of ours,
 			// but repeated knocks are worth seeing.
 			a.logger.WarnContext(r.Context(), "group admin API: unauthorized request",
-				"method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
+				"method", bounded(r.Method), "path", bounded(r.URL.Path), "remote", r.RemoteAddr)
 			w.Header().Set("WWW-Authenticate", "Bearer")
 			writeError(w, http.StatusUnauthorized, "missing or invalid admin token")
 			return
@@ -236,17 +252,7 @@ func pathID(w http.ResponseWriter, r *http.Request, key string) (string, bool) {
 
 // validateID checks a groupID or userID. Both become parts of store keys
 // and of JSON, so they must be valid UTF-8 and short.
-func validateID(id string) error {
-	switch {
-	case id == "":
-		return errors.New("is empty")
-	case len(id) > maxIDBytes:
-		return fmt.Errorf("is longer than %d bytes", maxIDBytes)
-	case !utf8.ValidString(id):
-		return errors.New("is not valid UTF-8")
-	}
-	return nil
-}
+func validateID(id string) error { return ids.Check(id, maxIDBytes) }
 
 // decodeMembers reads and validates a membersRequest. It returns the members
 // sorted and without duplicates, or a non-zero status and an error message.

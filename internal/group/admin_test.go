@@ -699,3 +699,18 @@ func TestNewAdminHandlerPanicsOnNilWiring(t *testing.T) {
 		})
 	}
 }
+
+// TestUnauthorizedLogIsBounded: strangers sending requests with huge paths
+// cannot fill the log: each leaves one line of bounded size.
+func TestUnauthorizedLogIsBounded(t *testing.T) {
+	url, logs := startServer(t, newFakeStore(nil), "secret")
+	path := "/v1/groups/" + strings.Repeat("a", 60_000) + "/members"
+	for range 10 {
+		if r := do(t, http.MethodGet, url+path, "", ""); r.status != http.StatusUnauthorized {
+			t.Fatalf("status %d, want 401", r.status)
+		}
+	}
+	if n := len(logs.String()); n > 10*1024 {
+		t.Fatalf("ten unauthorized requests with 60 KB paths wrote %d bytes of log", n)
+	}
+}

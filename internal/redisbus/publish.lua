@@ -25,6 +25,7 @@
 -- ARGV[8]  "1" to report the user's foreground devices, else ""
 -- ARGV[9]  now (ms), on the publisher's clock: presence entries that lapsed
 --          before it are dropped
+-- ARGV[10] the most bytes of frames kept for the user
 --
 -- The message is "<eventID>\n<prev>\n<header>\n<frame>", prev being the
 -- eventID of the user's kept event before this one ("" for the first), so
@@ -101,20 +102,35 @@ if keep > 0 then
   if newest then
     prev = pad(newest[1])
   end
-  -- Trim with XDEL, not XADD MAXLEN: Redis 7.0 records the newest dropped ID
-  -- as the stream's max-deleted-entry-id only for XDEL, and replay.lua needs it.
-  local over = redis.call('XLEN', KEYS[1]) - keep + 1
-  if over > 0 then
-    for _, e in ipairs(redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', over)) do
-      redis.call('XDEL', KEYS[1], e[1])
+  -- The oldest go while the new one would pass either bound, count or
+  -- bytes (field kb of the hash: the bytes of the kept frames); the new
+  -- one is always kept. Trim with XDEL, not XADD MAXLEN: Redis 7.0 records
+  -- the newest dropped ID as the stream's max-deleted-entry-id only for
+  -- XDEL, and replay.lua needs it.
+  local size, keepBytes = #ARGV[5], tonumber(ARGV[10])
+  local n = redis.call('XLEN', KEYS[1])
+  local kept = 0
+  if n > 0 then
+    kept = tonumber(redis.call('HGET', KEYS[2], 'kb') or '0')
+  end
+  while n > 0 and (n + 1 > keep or kept + size > keepBytes) do
+    local e = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
+    for i = 1, #e[2], 2 do
+      if e[2][i] == 'f' then
+        kept = kept - #e[2][i + 1]
+      end
     end
+    redis.call('XDEL', KEYS[1], e[1])
+    n = n - 1
   end
   if ARGV[7] ~= '' then
     id = pad(redis.call('XADD', KEYS[1], '*', 'f', ARGV[5], 'o', ARGV[7]))
   else
     id = pad(redis.call('XADD', KEYS[1], '*', 'f', ARGV[5]))
   end
+  redis.call('HSET', KEYS[2], 'kb', math.max(kept, 0) + size)
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
 end
 
 -- The hash maps inviteIDs (and once-keys) to the eventID they were sent
@@ -139,11 +155,11 @@ if #fields > 0 then
   redis.call('PEXPIRE', KEYS[2], ARGV[2])
   -- Forget what was sent before the oldest kept event, now and then rather
   -- than on every call, so that the hash stays small.
-  if keep > 0 and redis.call('HLEN', KEYS[2]) > 2 * keep then
+  if keep > 0 and redis.call('HLEN', KEYS[2]) > 2 * keep + 1 then
     local oldest = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1][1]
     local rung = redis.call('HGETALL', KEYS[2])
     for i = 1, #rung, 2 do
-      if older(rung[i + 1], oldest) then
+      if rung[i] ~= 'kb' and older(rung[i + 1], oldest) then
         redis.call('HDEL', KEYS[2], rung[i])
       end
     end

@@ -11,7 +11,8 @@
 //
 //	<prefix>ev:{u:<user>}    stream: the user's newest Keep events; each entry has one
 //	                         field, f: the frame without eventID
-//	<prefix>rung:{u:<user>}  hash: inviteID → eventID of the user's onReceiveNewInvitation
+//	<prefix>rung:{u:<user>}  hash: inviteID → eventID of the user's onReceiveNewInvitation;
+//	                         "once:<key>" → eventID (Envelope.Once); kb → bytes of the kept frames
 //	<prefix>ch:{u:<user>}    shard channel (SPUBLISH/SSUBSCRIBE): the user's events
 //	<prefix>pres:{u:<user>}  hash: "<node>\n<deviceID>" → ms when the entry lapses: the
 //	                         user's devices with a foreground connection on that
@@ -74,6 +75,7 @@ import (
 const (
 	DefaultPrefix    = "signald:"
 	DefaultKeep      = 100
+	DefaultKeepBytes = 256 << 10
 	DefaultRetention = 24 * time.Hour
 )
 
@@ -92,6 +94,9 @@ type Options struct {
 	Hub *hub.Hub
 	// Keep is how many events are kept per user; DefaultKeep when 0.
 	Keep int
+	// KeepBytes bounds the bytes of frames kept per user (the newest event
+	// is always kept); DefaultKeepBytes when 0.
+	KeepBytes int
 	// Retention is how long a user's events are kept after the newest;
 	// DefaultRetention when 0.
 	Retention time.Duration
@@ -133,6 +138,12 @@ func (o *Options) validate() error {
 	if o.Keep < 1 {
 		return fmt.Errorf("redisbus: Options.Keep %d < 1", o.Keep)
 	}
+	if o.KeepBytes == 0 {
+		o.KeepBytes = DefaultKeepBytes
+	}
+	if o.KeepBytes < 1 {
+		return fmt.Errorf("redisbus: Options.KeepBytes %d < 1", o.KeepBytes)
+	}
 	if o.Retention == 0 {
 		o.Retention = DefaultRetention
 	}
@@ -148,16 +159,17 @@ func (o *Options) validate() error {
 // Bus implements bus.Bus on Redis. It is safe for concurrent use. Run must
 // be running for Watch to return, and for events to reach the hub.
 type Bus struct {
-	c       redis.UniversalClient
-	single  *redis.Client        // Options.Client when it is not a cluster
-	cluster *redis.ClusterClient // Options.Client when it is a cluster
-	prefix  string
-	node    string
-	hub     *hub.Hub
-	keep    int
-	retain  int64 // ms
-	log     *slog.Logger
-	onGap   func(users []string)
+	c         redis.UniversalClient
+	single    *redis.Client        // Options.Client when it is not a cluster
+	cluster   *redis.ClusterClient // Options.Client when it is a cluster
+	prefix    string
+	node      string
+	hub       *hub.Hub
+	keep      int
+	keepBytes int
+	retain    int64 // ms
+	log       *slog.Logger
+	onGap     func(users []string)
 
 	// pingEvery is how often a subscription connection is pinged; one
 	// silent for three times as long is dropped and made again.
@@ -191,6 +203,7 @@ func New(o Options) (*Bus, error) {
 		node:      o.Node,
 		hub:       o.Hub,
 		keep:      o.Keep,
+		keepBytes: o.KeepBytes,
 		retain:    o.Retention.Milliseconds(),
 		log:       o.Logger,
 		onGap:     o.OnGap,
@@ -284,7 +297,7 @@ func (b *Bus) Publish(ctx context.Context, env bus.Envelope) ([]bus.Reach, error
 	if env.Presence {
 		presence = "1"
 	}
-	args := []any{keep, b.retain, env.InviteID, header, env.Frame, env.Once, origin, presence, time.Now().UnixMilli()}
+	args := []any{keep, b.retain, env.InviteID, header, env.Frame, env.Once, origin, presence, time.Now().UnixMilli(), b.keepBytes}
 
 	cmds := make([]redis.Cmder, len(env.Users))
 	pipe := b.c.Pipeline()

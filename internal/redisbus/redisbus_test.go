@@ -62,7 +62,7 @@ func factory(c redis.UniversalClient, prefix string) bustest.NewNodeFunc {
 	return func(t *testing.T) (bustest.Node, bool) {
 		name := "node" + strconv.Itoa(int(n.Add(1)))
 		hb := bustest.NewHub(t)
-		b := startBus(t, Options{Client: c, Prefix: prefix, Node: name, Hub: hb, Keep: bustest.Keep})
+		b := startBus(t, Options{Client: c, Prefix: prefix, Node: name, Hub: hb, Keep: bustest.Keep, KeepBytes: bustest.KeepBytes})
 		return bustest.Node{Name: name, Bus: b, Hub: hb}, true
 	}
 }

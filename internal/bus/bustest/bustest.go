@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,8 +18,12 @@ import (
 	"github.com/signald/signald/internal/hub"
 )
 
-// Keep is the number of events per user the buses under test must keep.
-const Keep = 5
+// Keep and KeepBytes bound the events per user the buses under test keep:
+// at most Keep events and KeepBytes bytes of frames.
+const (
+	Keep      = 5
+	KeepBytes = 4096
+)
 
 // Node is one instance: its bus and the hub the bus delivers to.
 type Node struct {
@@ -46,6 +51,7 @@ func NewHub(t *testing.T) *hub.Hub {
 func Run(t *testing.T, newFactory func(t *testing.T) NewNodeFunc) {
 	t.Run("KeepAndReplay", func(t *testing.T) { testKeepAndReplay(t, newFactory(t)) })
 	t.Run("Trim", func(t *testing.T) { testTrim(t, newFactory(t)) })
+	t.Run("TrimBytes", func(t *testing.T) { testTrimBytes(t, newFactory(t)) })
 	t.Run("DeliveryOrderAndExcept", func(t *testing.T) { testDelivery(t, newFactory(t)) })
 	t.Run("RungAs", func(t *testing.T) { testRungAs(t, newFactory(t)) })
 	t.Run("Once", func(t *testing.T) { testOnce(t, newFactory(t)) })
@@ -497,5 +503,40 @@ func testPresence(t *testing.T, f NewNodeFunc) {
 		if err != nil || !slices.Equal(reach[0].Foreground, []string{"phone"}) {
 			t.Fatalf("after the watch went to the background: %v, %v", reach, err)
 		}
+	}
+}
+
+// testTrimBytes: kept events are bounded in bytes too: large frames push
+// the oldest out before Keep is reached, and a frame larger than the bound
+// is still kept, alone.
+func testTrimBytes(t *testing.T, f NewNodeFunc) {
+	ctx := context.Background()
+	n := mustNode(t, f)
+	big := func(i int) bus.Envelope {
+		return bus.Envelope{Users: []string{"bob"}, Frame: fmt.Appendf(nil, `{"event":"e","n":%d,"pad":"%s"}`, i, strings.Repeat("x", KeepBytes/3)), Keep: true, Kind: "e"}
+	}
+	var ids []string
+	for i := 1; i <= 4; i++ {
+		if _, err := n.Bus.Publish(ctx, big(i)); err != nil {
+			t.Fatal(err)
+		}
+		last, _ := n.Bus.Last(ctx, "bob")
+		ids = append(ids, last)
+	}
+	// Each is over a third of KeepBytes: at most two fit.
+	if _, ok, _ := n.Bus.Replay(ctx, "bob", ids[0]); ok {
+		t.Fatal("events beyond the byte bound were kept")
+	}
+	events, ok, err := n.Bus.Replay(ctx, "bob", ids[1])
+	if err != nil || !ok || len(events) != 2 {
+		t.Fatalf("Replay after the third newest: %d events, %v, %v; want the two newest", len(events), ok, err)
+	}
+	huge := bus.Envelope{Users: []string{"bob"}, Frame: fmt.Appendf(nil, `{"event":"e","pad":"%s"}`, strings.Repeat("y", 2*KeepBytes)), Keep: true, Kind: "e"}
+	if _, err := n.Bus.Publish(ctx, huge); err != nil {
+		t.Fatal(err)
+	}
+	events, ok, err = n.Bus.Replay(ctx, "bob", ids[3])
+	if err != nil || !ok || len(events) != 1 {
+		t.Fatalf("after a frame over the bound: %d events, %v, %v; want it alone", len(events), ok, err)
 	}
 }
