@@ -181,6 +181,9 @@ func TestAttackTooManyStrangers(t *testing.T) {
 	if n := dm.metric("signald_connections_refused_total", `reason="unauthenticated"`); n != 1 {
 		t.Fatalf("refusals counted %v, want 1", n)
 	}
+	if n := dm.metric("signald_unauthenticated_connections", ""); n != 5 {
+		t.Fatalf("%v connections counted as waiting to log in, want the 5 strangers", n)
+	}
 	mustCall(t, alice, protocol.OpPing, nil)
 	_ = strangers[0].CloseNow()
 	eventually(t, "a connection once a stranger left", func() error {

@@ -179,6 +179,12 @@ func New(cfg Config, d Deps) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, d: d, log: d.Logger, m: m, conns: make(map[*conn]struct{})}
 	s.catcher = newCatcher(s)
+	if err := d.Registry.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "signald_unauthenticated_connections",
+		Help: "WebSocket connections not logged in (yet), at most SIGNALD_MAX_UNAUTHENTICATED.",
+	}, func() float64 { return float64(s.unauth.Load()) })); err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopCatcher = cancel
 	go s.catcher.run(ctx)
