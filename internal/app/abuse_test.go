@@ -101,14 +101,20 @@ func TestAttackStrangerFlood(t *testing.T) {
 	if answered > 4 {
 		t.Fatalf("a stranger got %d answers, want at most 4", answered)
 	}
-	if n := dm.metric("signald_connections_closed_by_server_total", `reason="policy"`); n != 1 {
-		t.Fatalf("closed by policy %v times, want once", n)
+	if n := dm.metric("signald_connections_closed_by_server_total", `reason="no_login"`); n != 1 {
+		t.Fatalf("closed for not logging in %v times, want once", n)
 	}
-	// A frame larger than the small pre-login limit ends it at once.
+	// A frame larger than the small pre-login limit ends it at once (1009).
 	big := rawDial(t, dm)
 	if err := big.Write(ctx, websocket.MessageText, []byte(`{"id":1,"op":"login","userID":"`+strings.Repeat("a", 5000)+`"}`)); err == nil {
 		closeStatus(t, big)
 	}
+	eventually(t, "the 1009 close counted as too_big", func() error {
+		if n := dm.metric("signald_connections_closed_by_server_total", `reason="too_big"`); n != 1 {
+			return fmt.Errorf("too_big is %v", n)
+		}
+		return nil
+	})
 	mustCall(t, dm.login("alice"), protocol.OpPing, nil)
 }
 
@@ -152,8 +158,8 @@ func TestAttackGarbageAfterLogin(t *testing.T) {
 	if n := dm.metric("signald_requests_total", `code="60018"`); n == 0 {
 		t.Fatal("no frame was refused for the rate limit")
 	}
-	if n := dm.metric("signald_connections_closed_by_server_total", `reason="policy"`); n != 1 {
-		t.Fatalf("closed by policy %v times, want once", n)
+	if n := dm.metric("signald_connections_closed_by_server_total", `reason="rate_limit"`); n != 1 {
+		t.Fatalf("closed for the rate limit %v times, want once", n)
 	}
 	bob := dm.login("bob")
 	mustCall(t, bob, protocol.OpPing, nil)

@@ -183,7 +183,7 @@ func Start(ctx context.Context, o Options, logger *slog.Logger, reg prometheus.R
 	monitor.Check(ctx) // so that /readyz is right from the first probe
 	steps.goLoop("store health", monitor.Run)
 
-	hb, err := hub.NewHub(reg)
+	hb, err := hub.NewHub(reg, invite.EventNames()...)
 	if err != nil {
 		return fail(err)
 	}
@@ -226,8 +226,12 @@ func Start(ctx context.Context, o Options, logger *slog.Logger, reg prometheus.R
 	if err != nil {
 		return fail(err)
 	}
+	publisher, err := server.NewPublisher(bs, reg)
+	if err != nil {
+		return fail(err)
+	}
 	engine, err := invite.NewEngine(o.Engine, invite.Deps{
-		Store: store, Quotas: store, Groups: store, Publisher: server.NewPublisher(bs),
+		Store: store, Quotas: store, Groups: store, Publisher: publisher,
 		Pusher: pusher, Logger: logger, Registry: reg, Node: instance,
 	})
 	if err != nil {

@@ -176,6 +176,11 @@ func TestSlowClientIsClosed(t *testing.T) {
 	if _, body := dm.get("/metrics"); !strings.Contains(body, "signald_slow_clients_closed_total 1") {
 		t.Error("signald_slow_clients_closed_total is not 1")
 	}
+	// Counted once, under the reason it was closed for.
+	slowly := dm.metric("signald_connections_closed_by_server_total", `reason="too_slow"`) + dm.metric("signald_connections_closed_by_server_total", `reason="write_timeout"`)
+	if all := dm.metric("signald_connections_closed_by_server_total", ""); slowly != 1 || all != 1 {
+		t.Errorf("closed by the server: %v for being slow, %v in all; want 1 and 1", slowly, all)
+	}
 }
 
 // TestRestartOnRedis: invitations and their deadlines live in Redis, so a

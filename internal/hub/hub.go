@@ -49,8 +49,9 @@ type Hub struct {
 	dropped     prometheus.Counter
 }
 
-// NewHub returns an empty hub whose metrics are registered on reg.
-func NewHub(reg prometheus.Registerer) (*Hub, error) {
+// NewHub returns an empty hub whose metrics are registered on reg. events
+// are the event names it will deliver: their series start at 0.
+func NewHub(reg prometheus.Registerer, events ...string) (*Hub, error) {
 	h := &Hub{
 		users: make(map[string]map[uint64]Sink),
 		conns: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -69,6 +70,9 @@ func NewHub(reg prometheus.Registerer) (*Hub, error) {
 			Name: "signald_events_dropped_total",
 			Help: "Event frames not queued because the connection was too slow and was closed.",
 		}),
+	}
+	for _, e := range events {
+		h.delivered.WithLabelValues(e)
 	}
 	for _, c := range []prometheus.Collector{h.conns, h.onlineUsers, h.delivered, h.dropped} {
 		if err := reg.Register(c); err != nil {

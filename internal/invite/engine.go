@@ -111,13 +111,7 @@ type Engine struct {
 	planned atomic.Int64
 	wake    chan struct{}
 
-	timeoutsFired    prometheus.Counter
-	lateness         prometheus.Histogram
-	active           prometheus.Gauge
-	storeErrors      *prometheus.CounterVec
-	announceRetries  prometheus.Counter
-	announceTakeover prometheus.Counter
-	announceBacklog  prometheus.GaugeFunc
+	metrics
 }
 
 // Deps are the engine's collaborators. All are required but Pusher, Now and
@@ -159,45 +153,13 @@ func NewEngine(cfg Config, d Deps) (*Engine, error) {
 		cfg: cfg, store: d.Store, quotas: d.Quotas, groups: d.Groups, pub: d.Publisher,
 		pusher: d.Pusher, log: d.Logger, now: d.Now, node: d.Node,
 		wake: make(chan struct{}, 1),
-		timeoutsFired: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "signald_timeouts_fired_total",
-			Help: "Invitations whose deadline passed with invitees still pending, fired by this instance.",
-		}),
-		lateness: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "signald_timeout_lateness_seconds",
-			Help:    "How long after its deadline a timeout fired here was applied (its announcement follows).",
-			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
-		}),
-		active: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "signald_active_invitations",
-			Help: "Invitations created by this instance minus those ended by it; on several instances sum them.",
-		}),
-		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "signald_store_errors_total",
-			Help: "Store calls that failed for a reason other than the request itself, by operation.",
-		}, []string{"op"}),
-		announceRetries: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "signald_announcements_retried_total",
-			Help: "Announcements of committed changes tried again because publishing them failed (the event bus's backend was unreachable).",
-		}),
-		announceTakeover: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "signald_announcements_taken_over_total",
-			Help: "Outbox entries claimed because their announcer did not finish within the claim lease (it died, or its backend failed).",
-		}),
 	}
-	e.announceBacklog = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "signald_announcements_backlog",
-		Help: "Invitations whose announcement failed here and waits to be tried again.",
-	}, func() float64 { return float64(e.out.backlog()) })
 	if e.now == nil {
 		e.now = time.Now
 	}
 	e.out.init()
-	for _, c := range []prometheus.Collector{e.timeoutsFired, e.lateness, e.active, e.storeErrors,
-		e.announceRetries, e.announceTakeover, e.announceBacklog} {
-		if err := d.Registry.Register(c); err != nil {
-			return nil, fmt.Errorf("invite: register metrics: %w", err)
-		}
+	if err := e.metrics.register(d.Registry, e.out.backlog); err != nil {
+		return nil, err
 	}
 	return e, nil
 }
@@ -257,6 +219,7 @@ func (e *Engine) Invite(ctx context.Context, c Caller, req InviteRequest) (strin
 		return "", e.storeErr("create", err)
 	}
 	e.active.Inc()
+	e.created(inv)
 	if inv.Deadline > 0 {
 		e.noteDeadline(inv.Deadline)
 	}
@@ -374,6 +337,7 @@ func (e *Engine) change(ctx context.Context, c Caller, id string, act Action, da
 	if out.Ended {
 		e.active.Dec()
 	}
+	e.changed(out, now)
 	e.announce(ctx, out.Invitation)
 	return nil
 }

@@ -16,6 +16,12 @@ const (
 	EvModified      EventKind = "onInvitationModified"
 )
 
+// EventNames are the names of every event, for metrics that start at 0.
+func EventNames() []string {
+	return []string{string(EvNewInvitation), string(EvAccepted), string(EvRejected),
+		string(EvCancelled), string(EvTimeout), string(EvModified)}
+}
+
 // Event is something that happened to an invitation, with the users who must
 // hear of it. Which fields are set depends on Kind, as in the protocol.
 type Event struct {

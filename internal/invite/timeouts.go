@@ -172,6 +172,7 @@ func (e *Engine) fire(ctx context.Context, id string, now time.Time) bool {
 		e.timeoutsFired.Inc()
 		e.lateness.Observe(float64(ms-out.Invitation.Deadline) / 1000)
 		e.active.Dec()
+		e.changed(out, ms)
 		e.announce(ctx, out.Invitation)
 		return true
 	case errors.Is(err, ErrEnded), errors.Is(err, ErrNotFound):

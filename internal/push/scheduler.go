@@ -140,6 +140,7 @@ func NewScheduler(cfg SchedulerConfig, d SchedulerDeps) (*Scheduler, error) {
 				continue
 			}
 			s.jobs.WithLabelValues(string(p), k)
+			s.latency.WithLabelValues(string(p), k)
 			for _, r := range []string{ResultSent, ResultRetried, ResultDead, ResultGaveUp, ResultFailed, ResultSkipped} {
 				s.pushes.WithLabelValues(string(p), k, r)
 			}

@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/coder/websocket"
 	"golang.org/x/time/rate"
 )
 
@@ -146,7 +145,7 @@ func (k *catcher) catchUp(ctx context.Context, c *conn) {
 	tries := c.catchTry
 	c.holdMu.Unlock()
 	if tries >= maxCatchUpTries {
-		c.stop(websocket.StatusServiceRestart, "reconnect and resume", true)
+		c.stop(closeResume, true)
 		return
 	}
 	k.mu.Lock()
@@ -201,7 +200,7 @@ func (k *catcher) checkUsers(ctx context.Context, users []string) {
 			for _, c := range byUser[u] {
 				if err != nil {
 					// Cannot tell what they missed: let them resume.
-					c.stop(websocket.StatusServiceRestart, "reconnect and resume", true)
+					c.stop(closeResume, true)
 				} else {
 					c.checkBehind(lasts[i])
 				}

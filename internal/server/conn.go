@@ -73,8 +73,7 @@ type conn struct {
 
 	stopOnce  sync.Once
 	quit      chan struct{} // closed by stop
-	stopCode  websocket.StatusCode
-	stopWhy   string
+	stopWhy   closeReason
 	stopDrain bool // written once before quit is closed
 }
 
@@ -104,7 +103,7 @@ func (c *conn) enqueue(frame []byte) bool {
 		case <-c.quit: // already closing; the frame goes with the connection
 		default:
 			c.srv.m.slowClosed.Inc()
-			c.stop(websocket.StatusPolicyViolation, "too slow", false)
+			c.stop(closeTooSlow, false)
 		}
 		return false
 	}
@@ -175,9 +174,9 @@ func (c *conn) takeQueue(spare [][]byte) [][]byte {
 
 // stop asks the writer to close the connection with code. With drain, the
 // request in flight is answered and every queued frame written first.
-func (c *conn) stop(code websocket.StatusCode, why string, drain bool) {
+func (c *conn) stop(why closeReason, drain bool) {
 	c.stopOnce.Do(func() {
-		c.stopCode, c.stopWhy, c.stopDrain = code, why, drain
+		c.stopWhy, c.stopDrain = why, drain
 		close(c.quit)
 	})
 }
@@ -196,11 +195,11 @@ func (c *conn) run() {
 		// frame over the read limit, which the library answered itself):
 		// the socket is done for. Closing it now also frees a writer
 		// blocked on a dead peer.
-		code := peerGone
+		why := closePeerGone
 		if strings.Contains(err.Error(), "read limited at") {
-			code = websocket.StatusMessageTooBig
+			why = closeTooBig
 		}
-		c.stop(code, "", false)
+		c.stop(why, false)
 		_ = c.ws.CloseNow()
 	}
 	// Else the reader stopped the connection itself, or the writer did:
@@ -215,10 +214,6 @@ func (c *conn) run() {
 		c.srv.d.Bus.Unwatch(c.user)
 	}
 }
-
-// peerGone is the stop code of a connection its peer ended: nothing is
-// sent, nothing counted as closed by the server.
-const peerGone websocket.StatusCode = -1
 
 // readLoop serves frames until the connection ends. It returns the read
 // error when the peer ended it, nil when the connection was stopped (by
@@ -236,13 +231,13 @@ func (c *conn) readLoop(ctx context.Context) error {
 		}
 		if typ == websocket.MessageText && !utf8.Valid(frame) {
 			// RFC 6455 §8.1: a text frame must be UTF-8; the connection fails.
-			c.stop(websocket.StatusInvalidFramePayloadData, "text frame is not valid UTF-8", false)
+			c.stop(closeInvalidUTF8, false)
 			return nil
 		}
 		if !c.loggedIn.Load() {
 			// A stranger may try a few frames; then it must have logged in.
 			if c.preLogin++; c.preLogin > c.srv.cfg.PreLoginFrames {
-				c.stop(websocket.StatusPolicyViolation, "log in first", false)
+				c.stop(closeNoLogin, false)
 				return nil
 			}
 		}
@@ -275,32 +270,35 @@ func (c *conn) writeLoop(ctx context.Context) {
 		case <-c.wake:
 			batch = c.takeQueue(batch)
 			if !c.writeAll(ctx, batch) {
-				_ = c.ws.CloseNow()
+				c.writeFailed()
 				return
 			}
 			c.written(batch)
 		case <-login.C:
 			if !c.loggedIn.Load() {
-				c.stop(websocket.StatusPolicyViolation, "login deadline passed", false)
+				c.stop(closeLoginDeadline, false)
 			}
 		case <-ping.C:
-			if pingDone == nil {
-				pingDone = make(chan struct{})
-				go func(done chan struct{}) {
-					defer close(done)
-					pctx, cancel := context.WithTimeout(pingCtx, c.srv.cfg.PingInterval)
-					defer cancel()
-					if c.ws.Ping(pctx) != nil && pingCtx.Err() == nil {
-						_ = c.ws.CloseNow() // no pong: the peer is gone
-					}
-				}(pingDone)
-			} else {
+			// One ping per interval: a tick sends one unless the last is
+			// still waiting for its pong (it then gives up at its own
+			// timeout, one interval after it was sent).
+			if pingDone != nil {
 				select {
 				case <-pingDone:
 					pingDone = nil
 				default:
+					continue
 				}
 			}
+			pingDone = make(chan struct{})
+			go func(done chan struct{}) {
+				defer close(done)
+				pctx, cancel := context.WithTimeout(pingCtx, c.srv.cfg.PingInterval)
+				defer cancel()
+				if c.ws.Ping(pctx) != nil && pingCtx.Err() == nil {
+					_ = c.ws.CloseNow() // no pong: the peer is gone
+				}
+			}(pingDone)
 		case <-c.quit:
 			c.closeSocket(ctx)
 			return
@@ -310,12 +308,12 @@ func (c *conn) writeLoop(ctx context.Context) {
 
 // closeSocket runs on the writer when stop was called.
 func (c *conn) closeSocket(ctx context.Context) {
-	if c.stopCode == peerGone {
+	switch c.stopWhy {
+	case closePeerGone:
 		_ = c.ws.CloseNow()
 		return
-	}
-	if c.stopCode == websocket.StatusMessageTooBig { // the library sent the close
-		c.srv.m.closed.WithLabelValues(closeLabel(c.stopCode)).Inc()
+	case closeTooBig: // the library sent the close
+		c.srv.m.closed.WithLabelValues(closeTooBig.label).Inc()
 		_ = c.ws.CloseNow()
 		return
 	}
@@ -324,27 +322,12 @@ func (c *conn) closeSocket(ctx context.Context) {
 		c.stopped = true
 		c.reqMu.Unlock()
 		if !c.writeAll(ctx, c.takeQueue(nil)) {
-			_ = c.ws.CloseNow()
+			c.writeFailed()
 			return
 		}
 	}
-	c.srv.m.closed.WithLabelValues(closeLabel(c.stopCode)).Inc()
-	_ = c.ws.Close(c.stopCode, c.stopWhy)
-}
-
-func closeLabel(code websocket.StatusCode) string {
-	switch code {
-	case websocket.StatusPolicyViolation:
-		return "policy"
-	case websocket.StatusServiceRestart:
-		return "restart"
-	case websocket.StatusMessageTooBig:
-		return "too_big"
-	case websocket.StatusInvalidFramePayloadData:
-		return "invalid_utf8"
-	default:
-		return "normal"
-	}
+	c.srv.m.closed.WithLabelValues(c.stopWhy.label).Inc()
+	_ = c.ws.Close(c.stopWhy.code, c.stopWhy.text)
 }
 
 // writeAll writes a batch of frames, each within the write timeout (one
@@ -361,8 +344,7 @@ func (c *conn) writeAll(ctx context.Context, batch [][]byte) bool {
 		if c.ws.Write(wctx, websocket.MessageText, frame) != nil {
 			if context.Cause(wctx) == errWriteTimeout {
 				// A client too slow to take one frame in a write timeout.
-				c.srv.m.closed.WithLabelValues("write_timeout").Inc()
-				c.srv.m.slowClosed.Inc()
+				c.stop(closeWriteTimeout, false)
 			}
 			return false
 		}
@@ -372,6 +354,23 @@ func (c *conn) writeAll(ctx context.Context, batch [][]byte) bool {
 }
 
 var errWriteTimeout = errors.New("write timeout")
+
+// writeFailed drops a socket the writer could not write to, and counts
+// why: the reason the connection was being stopped for when the write
+// failed (a close that could not be written is still a close), or none
+// when its peer had gone.
+func (c *conn) writeFailed() {
+	c.stop(closePeerGone, false) // the write failed for a reason of its own
+	switch why := c.stopWhy; why {
+	case closePeerGone:
+	case closeWriteTimeout:
+		c.srv.m.closed.WithLabelValues(why.label).Inc()
+		c.srv.m.slowClosed.Inc()
+	default:
+		c.srv.m.closed.WithLabelValues(why.label).Inc()
+	}
+	_ = c.ws.CloseNow()
+}
 
 // reply queues the answer to request id.
 func (c *conn) reply(id int64, code int, desc string, data any) {

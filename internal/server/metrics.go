@@ -1,6 +1,9 @@
 package server
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/signald/signald/internal/protocol"
+)
 
 type metrics struct {
 	wsOpen     prometheus.Gauge
@@ -12,6 +15,8 @@ type metrics struct {
 	catchUps   *prometheus.CounterVec
 	gapCatchUp prometheus.Histogram
 	refused    *prometheus.CounterVec
+	resumes    *prometheus.CounterVec
+	replayed   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -35,11 +40,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"op"}),
 		closed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "signald_connections_closed_by_server_total",
-			Help: "Connections the server closed, by reason: policy (login deadline, failed login, too slow, rate limit, no login), restart (shutdown, or a client to resume), too_big (a frame over the read limit), invalid_utf8, write_timeout (a frame not written within the write timeout), normal. Connections their client ended are not counted.",
+			Help: closedHelp(),
 		}, []string{"reason"}),
 		slowClosed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "signald_slow_clients_closed_total",
-			Help: "Connections closed because their send queue was full.",
+			Help: "Connections closed because their client did not read: the send queue was full, or a frame was not taken within the write timeout.",
 		}),
 	}
 	m.catchUps = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -55,16 +60,47 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Name: "signald_connections_refused_total",
 		Help: "Connections answered 503, by reason: connections (the server was at SIGNALD_MAX_CONNECTIONS), unauthenticated (at SIGNALD_MAX_UNAUTHENTICATED WebSockets not logged in).",
 	}, []string{"reason"})
+	m.resumes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "signald_resumes_total",
+		Help: "Logins with a lastEventID, by result: recovered (every event after it was replayed), not_recovered (no longer kept, or unknown: the user was rung again for its pending invitations instead).",
+	}, []string{"result"})
+	m.replayed = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "signald_events_replayed_total",
+		Help: "Kept events sent again to a client that resumed.",
+	})
+	for _, r := range []string{"recovered", "not_recovered"} {
+		m.resumes.WithLabelValues(r)
+	}
+	m.logins.WithLabelValues("0")
+	for op := range handlers {
+		m.requests.WithLabelValues(op, "0")
+		m.latency.WithLabelValues(op)
+	}
+	m.requests.WithLabelValues(protocol.OpLogin, "0")
+	m.latency.WithLabelValues(protocol.OpLogin)
+	for _, r := range closeReasons {
+		m.closed.WithLabelValues(r.label)
+	}
 	for _, r := range []string{"connections", "unauthenticated"} {
 		m.refused.WithLabelValues(r)
 	}
 	for _, r := range []string{"caught_up", "resume", "failed"} {
 		m.catchUps.WithLabelValues(r)
 	}
-	for _, c := range []prometheus.Collector{m.wsOpen, m.logins, m.requests, m.latency, m.closed, m.slowClosed, m.catchUps, m.gapCatchUp, m.refused} {
+	for _, c := range []prometheus.Collector{m.wsOpen, m.logins, m.requests, m.latency, m.closed, m.slowClosed, m.catchUps, m.gapCatchUp, m.refused, m.resumes, m.replayed} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
 	}
 	return m, nil
+}
+
+// resumed counts a login with a lastEventID, and the events it replays.
+func (m *metrics) resumed(recovered bool, events int) {
+	if recovered {
+		m.resumes.WithLabelValues("recovered").Inc()
+		m.replayed.Add(float64(events))
+	} else {
+		m.resumes.WithLabelValues("not_recovered").Inc()
+	}
 }

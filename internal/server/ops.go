@@ -45,7 +45,7 @@ func (c *conn) serve(ctx context.Context, typ websocket.MessageType, frame []byt
 	logged := c.loggedIn.Load()
 	if logged && !c.limiter.Allow() {
 		if c.limited++; c.limited > c.srv.cfg.RateBurst {
-			c.stop(websocket.StatusPolicyViolation, "request rate limit exceeded", true)
+			c.stop(closeRateLimit, true)
 			return
 		}
 		var id int64
@@ -170,6 +170,9 @@ func (c *conn) login(ctx context.Context, req *protocol.Request, start time.Time
 	recovered := false
 	if hasLast && lastEventID != "" {
 		events, recovered, err = b.Replay(rctx, user, lastEventID)
+		if err == nil {
+			c.srv.m.resumed(recovered, len(events))
+		}
 	}
 	if err == nil && !recovered {
 		frames, err = c.pendingFrames(rctx, user)
@@ -250,7 +253,7 @@ func (c *conn) sendPaced(n int, send func()) bool {
 		case <-c.quit:
 		default:
 			c.srv.m.slowClosed.Inc()
-			c.stop(websocket.StatusPolicyViolation, "too slow", false)
+			c.stop(closeTooSlow, false)
 		}
 		return false
 	}
@@ -330,7 +333,7 @@ func (c *conn) failLogin(id int64, start time.Time, err error) {
 	code, _ := codeOf(err)
 	c.answer(protocol.OpLogin, id, start, nil, err)
 	c.srv.m.logins.WithLabelValues(strconv.Itoa(code)).Inc()
-	c.stop(websocket.StatusPolicyViolation, "login failed", true)
+	c.stop(closeLoginFailed, true)
 }
 
 // common parameters of invite and inviteInGroup

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/signald/signald/internal/bus"
 	"github.com/signald/signald/internal/invite"
 	"github.com/signald/signald/internal/protocol"
@@ -12,12 +13,20 @@ import (
 // which keeps them and delivers them on every instance. It is the engine's
 // invite.Publisher.
 type Publisher struct {
-	bus bus.Bus
+	bus  bus.Bus
+	kept prometheus.Counter
 }
 
-// NewPublisher returns a Publisher onto b.
-func NewPublisher(b bus.Bus) *Publisher {
-	return &Publisher{bus: b}
+// NewPublisher returns a Publisher onto b and registers its metric.
+func NewPublisher(b bus.Bus, reg prometheus.Registerer) (*Publisher, error) {
+	p := &Publisher{bus: b, kept: prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "signald_events_kept_total",
+		Help: "Events kept for resume, one per recipient (an announcement published again after a failure counts again; the bus delivers it once).",
+	})}
+	if err := reg.Register(p.kept); err != nil {
+		return nil, err
+	}
+	return p, nil
 }
 
 // Publish implements invite.Publisher. The frame is encoded once; the bus
@@ -37,8 +46,14 @@ func (p *Publisher) Publish(ctx context.Context, ev invite.Event) ([][]string, e
 		env.InviteID = ev.InviteID
 	}
 	reach, err := p.bus.Publish(ctx, env)
-	if err != nil || !ev.Presence {
+	if err != nil {
 		return nil, err
+	}
+	if env.Keep {
+		p.kept.Add(float64(len(env.Users)))
+	}
+	if !ev.Presence {
+		return nil, nil
 	}
 	fg := make([][]string, len(reach))
 	for i, r := range reach {

@@ -3,8 +3,6 @@ package server
 import (
 	"context"
 
-	"github.com/coder/websocket"
-
 	"github.com/signald/signald/internal/bus"
 	"github.com/signald/signald/internal/hub"
 )
@@ -50,9 +48,9 @@ func (c *conn) deliverLocked(d hub.Delivery, own bool) bool {
 		if c.heldBytes+len(d.Frame) > c.srv.cfg.SendQueueBytes {
 			if c.catching {
 				// Too much arrived during the catch-up: let the client resume.
-				c.stop(websocket.StatusServiceRestart, "reconnect and resume", true)
+				c.stop(closeResume, true)
 			} else {
-				c.stop(websocket.StatusPolicyViolation, "too slow", false)
+				c.stop(closeTooSlow, false)
 			}
 			return false
 		}
@@ -140,7 +138,7 @@ func (c *conn) catchUp(ctx context.Context) bool {
 		return false
 	}
 	if !recovered {
-		c.stop(websocket.StatusServiceRestart, "reconnect and resume", true)
+		c.stop(closeResume, true)
 		return true
 	}
 	c.holdMu.Lock()

@@ -333,7 +333,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			}
 		}
 		for _, c := range conns[i:min(i+s.cfg.CloseBatch, len(conns))] {
-			c.stop(websocket.StatusServiceRestart, "server restart", true)
+			c.stop(closeShutdown, true)
 		}
 	}
 	select {
