@@ -11,6 +11,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -27,23 +29,35 @@ import (
 	"github.com/signald/signald/internal/hub"
 	"github.com/signald/signald/internal/invite"
 	"github.com/signald/signald/internal/memstore"
+	"github.com/signald/signald/internal/protocol"
 	"github.com/signald/signald/internal/push"
 	"github.com/signald/signald/internal/redisbus"
 	"github.com/signald/signald/internal/redisstore"
 	"github.com/signald/signald/internal/server"
 )
 
-// Main runs the signald command line: `signald [serve] [flags]` or
-// `signald token --user U [--ttl D]`. It returns when ctx ends (after a
-// graceful shutdown) or on a configuration error.
+// Main runs the signald command line: `signald [serve] [flags]`,
+// `signald token --user U [--ttl D]`, `signald version` or `signald help`.
+// It returns when ctx ends (after a graceful shutdown) or on a
+// configuration error; asking for help or the version is no error.
 func Main(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cmd := "serve"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
+	} else if len(args) > 0 {
+		switch args[0] {
+		case "-h", "-help", "--help":
+			cmd = "help"
+		case "-version", "--version":
+			cmd = "version"
+		}
 	}
 	switch cmd {
 	case "serve":
-		o, err := parseOptions(args, getenv, stderr)
+		o, err := parseOptions(args, getenv, helpOut(args, stdout, stderr))
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
 		if err != nil {
 			return err
 		}
@@ -62,25 +76,98 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 		}
 		return d.Wait()
 	case "token":
-		return mintToken(args, getenv, stdout, stderr)
-	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, "usage: signald [serve] [flags]   run the server (signald serve -h lists the flags)")
-		fmt.Fprintln(stdout, "       signald token --user U [--ttl 24h]   print a userSig signed with the configured secret")
-		return nil
+		err := mintToken(args, getenv, stdout, helpOut(args, stdout, stderr))
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	case "version":
+		_, err := fmt.Fprintln(stdout, Version())
+		return err
+	case "help":
+		_, err := io.WriteString(stdout, usage)
+		return err
 	default:
-		return fmt.Errorf("unknown command %q (want serve, token or help)", cmd)
+		return fmt.Errorf("unknown command %q (want serve, token, version or help)", cmd)
 	}
 }
 
-func mintToken(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+const usage = `signald: a signaling server for call invitations.
+
+usage:
+  signald [serve] [flags]                run the server; "signald serve -h" lists its flags,
+                                          each also read from SIGNALD_<NAME> (see README.md)
+  signald token --user U [--ttl 24h]     print a userSig for U, signed with SIGNALD_JWT_SECRET
+                                          (or --dev's well-known secret)
+  signald version                        print the version (also --version)
+  signald help                           print this (also -h, --help)
+`
+
+// helpOut is where a command's flag set writes: stdout when help was asked
+// for (it is the answer), stderr otherwise (the usage explains an error).
+func helpOut(args []string, stdout, stderr io.Writer) io.Writer {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return stderr
+		case "-h", "-help", "--help":
+			return stdout
+		}
+	}
+	return stderr
+}
+
+// Version describes this build: the module version (or "devel"), the
+// commit it was built from, and the Go toolchain.
+func Version() string {
+	v, rev := "devel", ""
+	goVersion := runtime.Version()
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			v = bi.Main.Version
+		}
+		dirty := false
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				dirty = s.Value == "true"
+			}
+		}
+		if len(rev) > 12 {
+			rev = rev[:12]
+		}
+		if rev != "" && dirty {
+			rev += "-dirty"
+		}
+	}
+	out := "signald " + v
+	if rev != "" {
+		out += " (" + rev + ")"
+	}
+	return fmt.Sprintf("%s, protocol %d, %s", out, protocol.Version, goVersion)
+}
+
+func mintToken(args []string, getenv func(string) string, stdout, flagOut io.Writer) error {
 	fs := flag.NewFlagSet("signald token", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(flagOut)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "usage: signald token --user U [--ttl 24h] [--jwt-secret S | --dev]\n\nPrints a userSig (an HS256 JWT) for userID U.\n\n")
+		fs.PrintDefaults()
+	}
 	user := fs.String("user", "", "userID the token is for (its sub claim)")
 	ttl := fs.Duration("ttl", 24*time.Hour, "how long the token is valid")
-	secret := fs.String("jwt-secret", getenv("SIGNALD_JWT_SECRET"), "HS256 secret (SIGNALD_JWT_SECRET)")
+	secret := fs.String("jwt-secret", "", "HS256 secret (default: SIGNALD_JWT_SECRET)")
 	dev := fs.Bool("dev", false, "sign with the well-known development secret")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("token: unexpected argument %q (the user is given with --user)", fs.Arg(0))
+	}
+	if *secret == "" {
+		*secret = getenv("SIGNALD_JWT_SECRET")
 	}
 	if *dev && *secret == "" {
 		*secret = DevJWTSecret
@@ -133,9 +220,11 @@ type backend interface {
 
 // Daemon is a running signald.
 type Daemon struct {
-	// Addr is the address the server listens on (useful with port 0).
-	Addr string
-	done chan error
+	// Addr is the address the server listens on (useful with port 0), and
+	// AdminAddr its admin listener's ("" when it has none: the admin
+	// routes are on Addr).
+	Addr, AdminAddr string
+	done            chan error
 }
 
 // Wait blocks until the daemon has shut down and returns why it stopped:
@@ -157,6 +246,7 @@ func Start(ctx context.Context, o Options, logger *slog.Logger, reg prometheus.R
 		logger.Warn("development mode: userSig secret and admin token are well-known values; never expose this server")
 	}
 	var steps shutdownSteps
+	adminAddr := ""
 	node := o.NodeID
 	if node == "" {
 		node = rand.Text()[:12]
@@ -242,7 +332,7 @@ func Start(ctx context.Context, o Options, logger *slog.Logger, reg prometheus.R
 	}
 	srv, err := server.New(o.Server, server.Deps{
 		Engine: engine, Hub: hb, Bus: bs, Node: instance, Verifier: auth.NewVerifier([]byte(o.JWTSecret), o.JWTLeeway),
-		Health: monitor, Admin: group.NewAdminHandler(store, o.AdminToken, logger),
+		Health: monitor, Groups: store,
 		Devices: store, PushEnabled: pusher.Enabled, AdminToken: o.AdminToken,
 		Logger: logger, Registry: reg, Gatherer: gather,
 	})
@@ -259,15 +349,23 @@ func Start(ctx context.Context, o Options, logger *slog.Logger, reg prometheus.R
 		return fail(fmt.Errorf("listen on %s: %w", o.Addr, err))
 	}
 	ln = srv.Listener(ln)
-	httpSrv := &http.Server{
-		Handler:           srv.Handler(),
-		ReadHeaderTimeout: min(10*time.Second, o.HTTPReadTimeout),
-		ReadTimeout:       o.HTTPReadTimeout, // cleared for a WebSocket once upgraded
-		WriteTimeout:      o.HTTPWriteTimeout,
-		IdleTimeout:       o.HTTPIdleTimeout,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	public := srv.Handler()
+	if o.AdminAddr != "" {
+		// Metrics, the profiler and the admin API on their own listener:
+		// the public one faces the internet with the WebSocket and the
+		// health checks only.
+		public = srv.PublicHandler()
+		aln, err := net.Listen("tcp", o.AdminAddr)
+		if err != nil {
+			_ = ln.Close()
+			return fail(fmt.Errorf("admin listener on %s: %w", o.AdminAddr, err))
+		}
+		steps.add("admin http server", serveHTTP(aln, srv.AdminHandler(), o, logger, 0))
+		logger.Info("admin listening", "addr", aln.Addr().String())
+		adminAddr = aln.Addr().String()
 	}
 	serveErr := make(chan error, 1)
+	httpSrv := newHTTPServer(public, o, logger, o.HTTPWriteTimeout)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
 	steps.add("http server", func(ctx context.Context) error {
 		err := httpSrv.Shutdown(ctx)
@@ -286,7 +384,7 @@ func Start(ctx context.Context, o Options, logger *slog.Logger, reg prometheus.R
 	}
 	logger.Info("signald listening", "addr", ln.Addr().String(), "store", storeName(o), "node", node, "instance", instance, "dev", o.Dev, "maxConnections", o.Server.MaxConnections)
 
-	d := &Daemon{Addr: ln.Addr().String(), done: make(chan error, 1)}
+	d := &Daemon{Addr: ln.Addr().String(), AdminAddr: adminAddr, done: make(chan error, 1)}
 	go func() {
 		var cause error
 		select {
@@ -334,6 +432,32 @@ func storeName(o Options) string {
 		return "memory"
 	}
 	return "redis"
+}
+
+// newHTTPServer returns an HTTP server for h with o's read timeouts and
+// writeTimeout (0: none, for the admin listener, whose CPU profiles take
+// as long as they are asked to).
+func newHTTPServer(h http.Handler, o Options, logger *slog.Logger, writeTimeout time.Duration) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: min(10*time.Second, o.HTTPReadTimeout),
+		ReadTimeout:       o.HTTPReadTimeout, // cleared for a WebSocket once upgraded
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       o.HTTPIdleTimeout,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+}
+
+// serveHTTP serves h on ln until the returned shutdown step runs.
+func serveHTTP(ln net.Listener, h http.Handler, o Options, logger *slog.Logger, writeTimeout time.Duration) func(context.Context) error {
+	srv := newHTTPServer(h, o, logger, writeTimeout)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(ln) }()
+	return func(ctx context.Context) error {
+		err := srv.Shutdown(ctx)
+		<-done
+		return err
+	}
 }
 
 // servePprof serves the Go profiler on its own listener, never on the

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -38,6 +39,8 @@ type daemon struct {
 	cancel context.CancelFunc
 	ws     string // ws://host:port/v1/ws
 	http   string // http://host:port
+	// adminHTTP is where the admin routes are: http, or the admin listener.
+	adminHTTP string
 }
 
 // backends are the stores every end-to-end test runs on.
@@ -80,18 +83,54 @@ func baseOptions(t testing.TB, backend string) app.Options {
 
 func startDaemon(t testing.TB, o app.Options) *daemon {
 	t.Helper()
+	var w io.Writer = io.Discard
+	if testing.Verbose() {
+		w = t.Output()
+	}
+	return startDaemonLogging(t, o, w)
+}
+
+// logBuf is a log a daemon writes to from many goroutines.
+type logBuf struct {
+	mu sync.Mutex
+	b  strings.Builder // guarded by mu
+}
+
+func (l *logBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// startDaemonLogged starts a daemon whose warnings and errors are kept.
+func startDaemonLogged(t testing.TB, o app.Options) (*daemon, *logBuf) {
+	t.Helper()
+	logs := &logBuf{}
+	return startDaemonLogging(t, o, logs), logs
+}
+
+func startDaemonLogging(t testing.TB, o app.Options, w io.Writer) *daemon {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	reg := prometheus.NewRegistry()
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
-		logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	}
+	logger := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	d, err := app.Start(ctx, o, logger, reg, reg)
 	if err != nil {
 		cancel()
 		t.Fatalf("start signald: %v", err)
 	}
 	dm := &daemon{t: t, opts: o, d: d, cancel: cancel, ws: "ws://" + d.Addr + "/v1/ws", http: "http://" + d.Addr}
+	if d.AdminAddr != "" {
+		dm.adminHTTP = "http://" + d.AdminAddr
+	} else {
+		dm.adminHTTP = dm.http
+	}
 	t.Cleanup(func() { dm.stop() })
 	return dm
 }
@@ -236,7 +275,7 @@ var httpClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true
 
 func (dm *daemon) admin(method, path, body string) (int, string) {
 	dm.t.Helper()
-	req, err := http.NewRequest(method, dm.http+path, strings.NewReader(body))
+	req, err := http.NewRequest(method, dm.adminHTTP+path, strings.NewReader(body))
 	if err != nil {
 		dm.t.Fatal(err)
 	}
@@ -250,9 +289,14 @@ func (dm *daemon) admin(method, path, body string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// get fetches path, from the admin listener for /metrics.
 func (dm *daemon) get(path string) (int, string) {
 	dm.t.Helper()
-	resp, err := httpClient.Get(dm.http + path)
+	base := dm.http
+	if path == "/metrics" {
+		base = dm.adminHTTP
+	}
+	resp, err := httpClient.Get(base + path)
 	if err != nil {
 		dm.t.Fatalf("GET %s: %v", path, err)
 	}

@@ -239,3 +239,63 @@ func checkSeries(t *testing.T, dm *daemon, want map[string]float64) {
 		}
 	}
 }
+
+// TestErrorRepliesAreTheSameOnEveryStore: an error reply's desc is the one
+// text of its code (10007 adds the user it names), whichever store and
+// layer refused the request: a client can show it, and compare it.
+func TestErrorRepliesAreTheSameOnEveryStore(t *testing.T) {
+	type reply struct {
+		code int
+		desc string
+	}
+	got := map[string][]reply{}
+	forEachBackend(t, func(t *testing.T, o app.Options) {
+		o.Engine.MaxInvitees = 2
+		o.Engine.Limits.MaxActive = 2
+		dm := startDaemon(t, o)
+		mustAdmin(t, dm, "PUT", "/v1/groups/team/members", `{"members":["alice","bob"]}`)
+		alice, bob := dm.login("alice"), dm.login("bob")
+		ended := invite(t, alice, map[string]any{"invitee": "bob", "data": ""})
+		mustCall(t, alice, protocol.OpCancel, map[string]any{"inviteID": ended})
+		active := invite(t, alice, map[string]any{"invitee": "bob", "data": ""})
+		invite(t, alice, map[string]any{"invitee": "carol", "data": ""})
+		stranger := dm.dial()
+		var replies []reply
+		for _, r := range []struct {
+			c      *clientT
+			op     string
+			params map[string]any
+		}{
+			{bob, protocol.OpAccept, map[string]any{"inviteID": ended}},
+			{bob, protocol.OpAccept, map[string]any{"inviteID": "NOSUCHINVITATIONAAAAAAAAAA"}},
+			{bob, protocol.OpCancel, map[string]any{"inviteID": active}},
+			{alice, protocol.OpAccept, map[string]any{"inviteID": active}},
+			{alice, protocol.OpInvite, map[string]any{"invitee": "alice", "data": ""}},
+			{alice, protocol.OpInvite, map[string]any{"invitee": "bob", "data": strings.Repeat("x", 12*1024+1)}},
+			{alice, protocol.OpInviteInGroup, map[string]any{"groupID": "team", "inviteeList": []string{"a", "b", "c"}, "data": ""}},
+			{alice, protocol.OpInviteInGroup, map[string]any{"groupID": "nope", "inviteeList": []string{"bob"}, "data": ""}},
+			{alice, protocol.OpInviteInGroup, map[string]any{"groupID": "team", "inviteeList": []string{"bob", "zed"}, "data": ""}},
+			{alice, protocol.OpInvite, map[string]any{"invitee": "dave", "data": ""}},
+			{alice, "no-such-op", nil},
+			{stranger, protocol.OpInvite, map[string]any{"invitee": "bob", "data": ""}},
+			{stranger, protocol.OpLogin, map[string]any{"userID": "eve", "userSig": dm.token("mallory")}},
+		} {
+			f := call(t, r.c, r.op, r.params)
+			if f.Code == 0 {
+				t.Fatalf("%s %v succeeded", r.op, r.params)
+			}
+			want := protocol.Desc(f.Code)
+			if f.Code == protocol.CodeNotMember {
+				want += `: "zed"`
+			}
+			if f.Desc != want {
+				t.Errorf("%s %v: code %d, desc %q, want %q", r.op, r.params, f.Code, f.Desc, want)
+			}
+			replies = append(replies, reply{f.Code, f.Desc})
+		}
+		got[t.Name()] = replies
+	})
+	if m, r := got[t.Name()+"/memory"], got[t.Name()+"/redis"]; !slices.Equal(m, r) {
+		t.Fatalf("the stores answer differently:\nmemory %v\nredis  %v", m, r)
+	}
+}

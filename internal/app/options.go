@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -26,6 +27,10 @@ const (
 	DevJWTSecret  = "signald-dev-secret"
 	DevAdminToken = "signald-dev-admin-token"
 )
+
+// MinSecretBytes is the shortest userSig secret and admin token accepted
+// outside --dev: 256 bits, out of reach of guessing, as HS256 wants.
+const MinSecretBytes = 32
 
 // Options is everything signald can be configured with.
 type Options struct {
@@ -48,6 +53,7 @@ type Options struct {
 	DrainPeriod                                        time.Duration // after SIGTERM, /readyz is 503 this long before connections are closed
 	NodeID                                             string        // this instance's name among those sharing a Redis; "" picks a random one
 	PprofAddr                                          string        // where to serve net/http/pprof; "" (the default) serves none
+	AdminAddr                                          string        // a second listener for metrics, pprof and the admin API; "": they are on Addr
 	EventsKept                                         int           // events kept per user for resume
 	EventsKeptBytes                                    int           // bytes of events kept per user
 	EventsMaxBytes                                     int64         // memory mode: bytes of events kept in all
@@ -61,7 +67,7 @@ type Options struct {
 	PushClient *http.Client
 }
 
-// DefaultOptions returns the defaults of PROTOCOL.md and a production
+// DefaultOptions returns the protocol's defaults (api/README.md) and a production
 // posture: no secrets, so that a forgotten setting stops the start.
 func DefaultOptions() Options {
 	return Options{
@@ -96,9 +102,16 @@ func (o *Options) validate() error {
 	var errs []error
 	if o.JWTSecret == "" {
 		errs = append(errs, errors.New("no userSig secret: set SIGNALD_JWT_SECRET (or --jwt-secret), or start with --dev for development"))
+	} else if len(o.JWTSecret) < MinSecretBytes && !o.Dev {
+		errs = append(errs, fmt.Errorf("SIGNALD_JWT_SECRET is %d bytes, at least %d are needed outside --dev (anyone who guesses it can log in as anyone): make one with `openssl rand -base64 48`", len(o.JWTSecret), MinSecretBytes))
 	}
 	if o.AdminToken == "" {
 		errs = append(errs, errors.New("no admin token: set SIGNALD_ADMIN_TOKEN (or --admin-token), or start with --dev for development"))
+	} else if len(o.AdminToken) < MinSecretBytes && !o.Dev {
+		errs = append(errs, fmt.Errorf("SIGNALD_ADMIN_TOKEN is %d bytes, at least %d are needed outside --dev: make one with `openssl rand -base64 48`", len(o.AdminToken), MinSecretBytes))
+	}
+	if o.RedisMode != "single" && o.RedisURL == "" {
+		errs = append(errs, fmt.Errorf("SIGNALD_REDIS_MODE is %s but SIGNALD_REDIS_URL is empty: set the URL, or leave the mode single for the embedded store", o.RedisMode))
 	}
 	if o.RedisURL != "" && !strings.HasPrefix(o.RedisURL, "redis://") && !strings.HasPrefix(o.RedisURL, "rediss://") {
 		errs = append(errs, errors.New("SIGNALD_REDIS_URL must start with redis:// or rediss://"))
@@ -133,14 +146,33 @@ func (o *Options) validate() error {
 // envFlags binds flags whose defaults come from the environment, collecting
 // environment values that do not parse.
 type envFlags struct {
-	fs     *flag.FlagSet
-	getenv func(string) string
-	errs   []error
+	fs      *flag.FlagSet
+	getenv  func(string) string
+	errs    []error
+	secrets []func()
 }
 
 func (e *envFlags) env(name string) (string, bool) {
 	v := e.getenv(name)
 	return v, v != ""
+}
+
+// secret binds a flag whose value must never be printed: its environment
+// value is not shown as the default in -h (finish applies it).
+func (e *envFlags) secret(p *string, flagName, envName, usage string) {
+	e.fs.StringVar(p, flagName, "", usage+" ("+envName+")")
+	e.secrets = append(e.secrets, func() {
+		if *p == "" {
+			*p = e.getenv(envName)
+		}
+	})
+}
+
+// finish applies what must wait for the command line to be parsed.
+func (e *envFlags) finish() {
+	for _, f := range e.secrets {
+		f()
+	}
 }
 
 func (e *envFlags) str(p *string, flagName, envName, usage string) {
@@ -200,19 +232,26 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (Opt
 	o := DefaultOptions()
 	fs := flag.NewFlagSet("signald serve", flag.ContinueOnError)
 	fs.SetOutput(out)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "usage: signald [serve] [flags]\n\nRuns the server. Each flag's default comes from the environment variable named\nbeside it (a flag on the command line wins); README.md has the table.\n\n")
+		fs.PrintDefaults()
+	}
 	e := &envFlags{fs: fs, getenv: getenv}
 	e.str(&o.Addr, "addr", "SIGNALD_ADDR", "listen address")
-	e.str(&o.RedisURL, "redis-url", "SIGNALD_REDIS_URL", "Redis URL (redis:// or rediss://); empty for the embedded store")
+	e.secret(&o.RedisURL, "redis-url", "SIGNALD_REDIS_URL", "Redis URL (redis:// or rediss://; it may hold a password, so -h does not show it); empty for the embedded store")
 	e.str(&o.RedisMode, "redis-mode", "SIGNALD_REDIS_MODE", "single, sentinel (URL names the sentinels, ?master_name=) or cluster (URL names seed nodes, ?addr= for more)")
 	e.str(&o.RedisPrefix, "redis-prefix", "SIGNALD_REDIS_PREFIX", "prefix of every Redis key")
-	e.str(&o.JWTSecret, "jwt-secret", "SIGNALD_JWT_SECRET", "HS256 secret that userSig tokens are signed with")
-	e.str(&o.AdminToken, "admin-token", "SIGNALD_ADMIN_TOKEN", "bearer token of the admin API")
+	e.secret(&o.JWTSecret, "jwt-secret", "SIGNALD_JWT_SECRET", "HS256 secret that userSig tokens are signed with, at least 32 bytes")
+	e.secret(&o.AdminToken, "admin-token", "SIGNALD_ADMIN_TOKEN", "bearer token of the admin API, at least 32 bytes")
 	e.boolean(&o.Dev, "dev", "SIGNALD_DEV", "development mode: well-known secret and admin token")
 	e.str(&o.LogFormat, "log-format", "SIGNALD_LOG_FORMAT", "log format: json or text")
 	e.str(&o.LogLevel, "log-level", "SIGNALD_LOG_LEVEL", "log level: debug, info, warn or error")
 	e.duration(&o.JWTLeeway, "jwt-leeway", "SIGNALD_JWT_LEEWAY", "clock leeway for userSig exp, nbf and iat")
 	e.duration(&o.ShutdownTimeout, "shutdown-timeout", "SIGNALD_SHUTDOWN_TIMEOUT", "hard limit on graceful shutdown, after the drain period")
 	e.str(&o.PprofAddr, "pprof-addr", "SIGNALD_PPROF_ADDR", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060) for profiling; empty: off")
+	e.str(&o.AdminAddr, "admin-addr", "SIGNALD_ADMIN_ADDR", "serve /metrics, pprof and the admin API on this address only (e.g. 127.0.0.1:9090 or :9090 on a private network); empty: on --addr, without pprof")
+	proxies := ""
+	e.str(&proxies, "trusted-proxies", "SIGNALD_TRUSTED_PROXIES", "comma-separated addresses or CIDRs of load balancers whose X-Forwarded-For names the client in logs; empty: the TCP peer is the client")
 	e.str(&o.NodeID, "node-id", "SIGNALD_NODE_ID", "this instance's name among those sharing a Redis (default: random)")
 	e.integer(&o.EventsKept, "events-kept", "SIGNALD_EVENTS_KEPT", "events kept per user for resume (lastEventID)")
 	e.integer(&o.EventsKeptBytes, "events-kept-bytes", "SIGNALD_EVENTS_KEPT_BYTES", "bytes of events kept per user for resume (the newest always is)")
@@ -265,11 +304,12 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (Opt
 	e.str(&o.Push.FCM.ProjectID, "fcm-project-id", "SIGNALD_FCM_PROJECT_ID", "Firebase project ID (default: the key file's)")
 	e.str(&o.Push.FCM.URL, "fcm-url", "SIGNALD_FCM_URL", "replaces https://fcm.googleapis.com (a proxy, tests)")
 	e.str(&o.Push.Webhook.URL, "push-webhook-url", "SIGNALD_PUSH_WEBHOOK_URL", "the app backend's URL that pushes are POSTed to")
-	e.str(&o.Push.Webhook.Secret, "push-webhook-secret", "SIGNALD_PUSH_WEBHOOK_SECRET", "the webhook's signing secret, whsec_<base64> (Standard Webhooks)")
+	e.secret(&o.Push.Webhook.Secret, "push-webhook-secret", "SIGNALD_PUSH_WEBHOOK_SECRET", "the webhook's signing secret, whsec_<base64> (Standard Webhooks)")
 	e.duration(&o.Scheduler.Lease, "push-lease", "SIGNALD_PUSH_LEASE", "how long a push being sent is hidden from other instances; one that died is taken over after it")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
+	e.finish()
 	// An attempt must end well inside its lease, so that a slow platform
 	// is never pushed twice.
 	o.Scheduler.Attempt = min(o.Scheduler.Attempt, o.Scheduler.Lease/3)
@@ -285,5 +325,34 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (Opt
 	if origins != "" {
 		o.Server.OriginPatterns = strings.Split(origins, ",")
 	}
+	if proxies != "" {
+		p, err := parsePrefixes(proxies)
+		if err != nil {
+			return o, fmt.Errorf("SIGNALD_TRUSTED_PROXIES: %w", err)
+		}
+		o.Server.TrustedProxies = p
+	}
 	return o, o.validate()
+}
+
+// parsePrefixes reads a comma-separated list of addresses and CIDRs.
+func parsePrefixes(list string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for item := range strings.SplitSeq(list, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(item); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(item)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither an address nor a CIDR", item)
+		}
+		a = a.Unmap()
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
 }

@@ -1,4 +1,4 @@
-// Package auth checks the userSig a client presents at login (PROTOCOL.md §5)
+// Package auth checks the userSig a client presents at login (api/README.md §5)
 // and mints userSigs for tools and tests.
 //
 // A userSig is a JWT signed with HS256 by the app's backend using the secret

@@ -2,7 +2,7 @@
 // several signald instances as processes, drives simulated users whose
 // phones drop and resume their connections, injects faults while calls are
 // rung, answered, cancelled and timed out, and then checks, device by
-// device, that every event PROTOCOL.md §6 promises arrived, none twice, and
+// device, that every event api/README.md §6 promises arrived, none twice, and
 // that the final states agree with every reply. cmd/signald-chaos is its
 // command line; TestChaosShort runs a short version in `make test`.
 //

@@ -24,7 +24,7 @@ type History struct {
 	Closes   []CloseRecord    // for digging only
 }
 
-// The event kinds of PROTOCOL.md §6.
+// The event kinds of api/README.md §6.
 const (
 	evNew       = "onReceiveNewInvitation"
 	evAccepted  = "onInviteeAccepted"

@@ -1,5 +1,5 @@
 // Package device keeps where each device of a user is pushed when it holds
-// no live connection (PROTOCOL.md §11): registrations per (user, device,
+// no live connection (api/README.md §13): registrations per (user, device,
 // platform). It knows nothing of the platforms' protocols (package push)
 // or of Redis: stores implement Store, and the contract suite in
 // device/devicetest holds the memory and the Redis store to it.

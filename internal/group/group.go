@@ -1,7 +1,7 @@
 // Package group owns group membership: who may be invited with
 // inviteInGroup. Membership is kept in the same backend as invitations
-// (memory or Redis); this package declares what it needs of that backend and
-// serves the admin HTTP API that changes it.
+// (memory or Redis); this package declares what is asked of that backend.
+// The admin HTTP API that changes it is the HTTP edge's (package server).
 package group
 
 import (

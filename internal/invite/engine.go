@@ -180,7 +180,7 @@ func (e *Engine) Invite(ctx context.Context, c Caller, req InviteRequest) (strin
 			return "", e.storeErr("group", fmt.Errorf("group %q: %w", req.GroupID, err))
 		}
 		if missing != "" {
-			return "", fmt.Errorf("%q is not a member of group %q: %w", missing, req.GroupID, ErrNotMember)
+			return "", &NotMemberError{User: missing, Group: req.GroupID}
 		}
 	}
 	now := Millis(e.now())

@@ -1,9 +1,13 @@
 package invite
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Domain errors. Callers wrap them with %w to add detail; exactly one table at
-// the protocol edge (package protocol) maps them to wire codes.
+// the HTTP and WebSocket edge (internal/server/codes.go) maps them to wire
+// codes.
 var (
 	// ErrInvalid: a request parameter is missing, mistyped or out of range.
 	ErrInvalid = errors.New("invalid parameters")
@@ -35,3 +39,16 @@ var (
 	// invitations allowed.
 	ErrTooManyPending = errors.New("invitee has too many pending invitations")
 )
+
+// NotMemberError names the first user of an inviteInGroup who is not in
+// the group: the protocol's reply (10007) names them.
+type NotMemberError struct {
+	User, Group string
+}
+
+func (e *NotMemberError) Error() string {
+	return fmt.Sprintf("%q is not a member of group %q", e.User, e.Group)
+}
+
+// Unwrap makes a NotMemberError an ErrNotMember.
+func (e *NotMemberError) Unwrap() error { return ErrNotMember }

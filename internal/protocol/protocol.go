@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 )
 
@@ -41,7 +42,7 @@ const (
 	OpModifyInvitation = "modifyInvitation"
 	OpGetSignalingInfo = "getSignalingInfo"
 	OpPing             = "ping"
-	// Devices and offline push (PROTOCOL.md §11).
+	// Devices and offline push (api/README.md §13).
 	OpSetOfflinePushConfig = "setOfflinePushConfig"
 	OpDoBackground         = "doBackground"
 	OpDoForeground         = "doForeground"
@@ -68,6 +69,49 @@ const (
 	CodeDataTooLarge    = 80002
 	CodeInternal        = 90994 // the request may or may not have taken effect
 )
+
+// descs are the desc of each code's reply: one text per code, the same on
+// every store and instance, so that a client may show it and a test may
+// compare it. Why a request was refused in detail goes to the server's
+// log (debug level), not to the wire: an error's text depends on the layer
+// that raised it.
+var descs = map[int]string{
+	CodeOK:              "",
+	CodeNotLoggedIn:     "not logged in",
+	CodeInvalidParams:   "invalid parameters",
+	CodeInviteEnded:     "invitation unknown or already ended",
+	CodeNoPermission:    "no permission for this invitation",
+	CodeTooManyPending:  "an invitee has too many pending invitations",
+	CodeTooManyActive:   "too many active invitations",
+	CodeTooManyInvitees: "too many invitees",
+	CodeNotMember:       "not a member of the group",
+	CodeGroupNotFound:   "group not found",
+	CodeRateLimited:     "rate limit exceeded",
+	CodeSigExpired:      "userSig expired",
+	CodeSigEmpty:        "userSig empty",
+	CodeSigInvalid:      "userSig invalid",
+	CodeSigWrongUser:    "userSig issued for another userID",
+	CodeDataTooLarge:    "data larger than 12 KiB",
+	CodeInternal:        "internal error; the request may or may not have taken effect",
+}
+
+// Desc returns the desc of a reply with code.
+func Desc(code int) string {
+	if d, ok := descs[code]; ok {
+		return d
+	}
+	return "error " + strconv.Itoa(code)
+}
+
+// Codes returns every reply code, in increasing order.
+func Codes() []int {
+	codes := make([]int, 0, len(descs))
+	for c := range descs {
+		codes = append(codes, c)
+	}
+	slices.Sort(codes)
+	return codes
+}
 
 // ErrBadParam is wrapped by every parameter decoding error: the request gets
 // CodeInvalidParams.

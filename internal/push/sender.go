@@ -9,7 +9,7 @@ import (
 	"github.com/signald/signald/internal/device"
 )
 
-// Platform names a way to push a device (PROTOCOL.md §11): the device
+// Platform names a way to push a device (api/README.md §13): the device
 // package's, which registrations carry.
 type Platform = device.Platform
 
@@ -40,7 +40,7 @@ type Message struct {
 	// instances: the apns-id (a UUID), the webhook-id. An FCM message has
 	// no such header; it carries ID in its data as "pushID".
 	ID string
-	// Fields is the payload as PROTOCOL.md §11 lists it (type, inviteID,
+	// Fields is the payload as api/README.md §13 lists it (type, inviteID,
 	// inviter, ...): strings only, as FCM data requires. A webhook adds
 	// userID, deviceID and token.
 	Fields map[string]string

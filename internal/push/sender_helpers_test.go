@@ -42,7 +42,7 @@ func noLeaks(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
 }
 
-// ringMessage is a ring push as PROTOCOL.md §11 lists its fields, due to
+// ringMessage is a ring push as api/README.md §13 lists its fields, due to
 // end 30 s after clock's now.
 func ringMessage(clock *fakeClock, id string) push.Message {
 	now := clock.Now()

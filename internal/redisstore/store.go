@@ -1,6 +1,7 @@
 // Package redisstore keeps invitations, their deadlines, groups, device
 // registrations and push jobs in Redis, so that any number of signald nodes
-// share them. It is the only package that imports go-redis.
+// share them. It is one of two Redis adapters, beside package redisbus (the
+// event bus); package app makes the go-redis client both use.
 //
 // # Keys
 //

@@ -1,13 +1,10 @@
 package server
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -20,38 +17,16 @@ import (
 // and a few fields.
 const maxDeviceBody = 16 << 10
 
-// deviceAdmin serves the device admin API of PROTOCOL.md §11, for the
+// deviceRoutes serves the device admin API of api/README.md §13, for the
 // app's backend: the same registrations setOfflinePushConfig makes.
 //
 //	PUT    /v1/users/{userID}/devices/{deviceID}  {"platform","token","sandbox"}  → 200 the device's registrations
 //	GET    /v1/users/{userID}/devices                                            → 200 every registration of the user
 //	DELETE /v1/users/{userID}/devices/{deviceID}                                 → 204
-//
-// Every request carries "Authorization: Bearer <admin token>", checked
-// before routing; errors are JSON {"error": "..."}.
-func (s *Server) deviceAdmin() http.Handler {
-	tokenHash := sha256.Sum256([]byte(s.d.AdminToken))
-	r := chi.NewRouter()
-	r.Use(func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-			bearer, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer ")
-			got := sha256.Sum256([]byte(bearer))
-			if !ok || s.d.AdminToken == "" || subtle.ConstantTimeCompare(got[:], tokenHash[:]) != 1 {
-				s.log.WarnContext(req.Context(), "device admin API: unauthorized request", "method", req.Method, "remote", req.RemoteAddr)
-				adminError(w, http.StatusUnauthorized, "missing or wrong admin token")
-				return
-			}
-			next.ServeHTTP(w, req)
-		})
-	})
-	r.NotFound(func(w http.ResponseWriter, _ *http.Request) { adminError(w, http.StatusNotFound, "not found") })
-	r.MethodNotAllowed(func(w http.ResponseWriter, _ *http.Request) {
-		adminError(w, http.StatusMethodNotAllowed, "method not allowed")
-	})
+func (s *Server) deviceRoutes(r chi.Router) {
 	r.Put("/v1/users/{userID}/devices/{deviceID}", s.adminPutDevice)
 	r.Get("/v1/users/{userID}/devices", s.adminGetDevices)
 	r.Delete("/v1/users/{userID}/devices/{deviceID}", s.adminDeleteDevice)
-	return r
 }
 
 // registrationJSON is one registration as the admin API shows it.
@@ -163,29 +138,11 @@ func (s *Server) userDevices(w http.ResponseWriter, r *http.Request, user string
 	return out, true
 }
 
-// adminDo answers err, if any: 400 for a bad registration, 503 for a store
-// that failed (logged: the caller cannot tell whether it took effect).
+// adminDo answers err, if any (adminFail), and reports whether there was none.
 func (s *Server) adminDo(w http.ResponseWriter, r *http.Request, err error) bool {
-	switch {
-	case err == nil:
+	if err == nil {
 		return true
-	case errors.Is(err, device.ErrInvalid):
-		adminError(w, http.StatusBadRequest, err.Error())
-	default:
-		s.log.ErrorContext(r.Context(), "device admin API: store failed", "method", r.Method, "err", err)
-		adminError(w, http.StatusServiceUnavailable, "store unavailable; the request may or may not have taken effect")
 	}
+	s.adminFail(w, r, err)
 	return false
-}
-
-func adminJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-func adminError(w http.ResponseWriter, status int, msg string) {
-	adminJSON(w, status, struct {
-		Error string `json:"error"`
-	}{msg})
 }

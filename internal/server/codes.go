@@ -2,6 +2,8 @@ package server
 
 import (
 	"errors"
+	"fmt"
+	"net/http"
 
 	"github.com/signald/signald/internal/auth"
 	"github.com/signald/signald/internal/device"
@@ -37,19 +39,52 @@ var codeTable = []struct {
 	{device.ErrUnavailable, protocol.CodeInternal},
 }
 
-// codeOf returns the wire code and description for err. Internal errors
-// get a fixed description: their text may name hosts or keys.
+// codeOf returns the wire code and its one desc for err (protocol.Desc;
+// 10007 adds the user api/README.md §4 says it names).
+// The error's own text, which depends on the store and layer that raised
+// it, is logged by the caller, never sent.
 func codeOf(err error) (int, string) {
 	if err == nil {
 		return protocol.CodeOK, ""
 	}
 	for _, e := range codeTable {
 		if errors.Is(err, e.err) {
-			if e.code == protocol.CodeInternal {
-				break
+			// The protocol has 10007 name the first user not in the group.
+			if nm := (*invite.NotMemberError)(nil); errors.As(err, &nm) {
+				return e.code, fmt.Sprintf("%s: %q", protocol.Desc(e.code), nm.User)
 			}
-			return e.code, err.Error()
+			return e.code, protocol.Desc(e.code)
 		}
 	}
-	return protocol.CodeInternal, "internal error; the request may or may not have taken effect"
+	return protocol.CodeInternal, protocol.Desc(protocol.CodeInternal)
+}
+
+// statusTable is the admin API's counterpart of codeTable: the HTTP status
+// of each domain error. An error that matches none is the store's: 503.
+var statusTable = []struct {
+	err    error
+	status int
+}{
+	{invite.ErrInvalid, http.StatusBadRequest},
+	{device.ErrInvalid, http.StatusBadRequest},
+	{group.ErrNotFound, http.StatusNotFound},
+}
+
+// adminFail answers an admin request that failed with err: its status from
+// statusTable and its text, or 503 for a store that failed, logged with its
+// cause (which may name hosts or keys, so it is not sent), since the
+// caller cannot tell whether it took effect and an operator must know.
+func (s *Server) adminFail(w http.ResponseWriter, r *http.Request, err error) {
+	for _, e := range statusTable {
+		if errors.Is(err, e.err) {
+			msg := err.Error()
+			if e.status == http.StatusNotFound {
+				msg = e.err.Error()
+			}
+			adminError(w, e.status, msg)
+			return
+		}
+	}
+	s.log.ErrorContext(r.Context(), "admin API: store failed", "method", r.Method, "path", bounded(r.URL.Path), "err", err)
+	adminError(w, http.StatusServiceUnavailable, "store unavailable; the request may or may not have taken effect")
 }

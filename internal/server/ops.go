@@ -3,8 +3,10 @@ package server
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/coder/websocket"
@@ -88,19 +90,36 @@ func (c *conn) serve(ctx context.Context, typ websocket.MessageType, frame []byt
 
 func (c *conn) answer(op string, id int64, start time.Time, data any, err error) {
 	code, desc := codeOf(err)
-	if code == protocol.CodeInternal {
+	switch code {
+	case protocol.CodeOK:
+	case protocol.CodeInternal:
 		c.srv.log.Error("request failed", "op", op, "user", c.user, "err", err)
-	}
-	if code != protocol.CodeOK {
+		data = nil
+	default:
+		c.refused(op, code, err.Error())
 		data = nil
 	}
 	c.reply(id, code, desc, data)
 	c.observe(op, code, start)
 }
 
-func (c *conn) answerCode(op string, id int64, start time.Time, code int, desc string) {
-	c.reply(id, code, desc, nil)
+// answerCode refuses a request with code; why is logged.
+func (c *conn) answerCode(op string, id int64, start time.Time, code int, why string) {
+	c.refused(op, code, why)
+	c.reply(id, code, protocol.Desc(code), nil)
 	c.observe(op, code, start)
+}
+
+// refused logs why a request was refused, at debug level: a client's
+// mistakes are its developer's to read, and must not fill an operator's
+// log. The text is bounded, as the client may have chosen part of it.
+func (c *conn) refused(op string, code int, why string) {
+	if c.srv.log.Enabled(context.Background(), slog.LevelDebug) {
+		if len(why) > 200 {
+			why = strings.ToValidUTF8(why[:200], "") + "…"
+		}
+		c.srv.log.Debug("request refused", "op", op, "user", c.user, "code", code, "why", why)
+	}
 }
 
 func (c *conn) observe(op string, code int, start time.Time) {

@@ -71,7 +71,7 @@ func newInvitationEvent(inv *invite.Invitation) invite.Event {
 	}
 }
 
-// encodeEvent writes the fields of ev's kind, and only those, as PROTOCOL.md
+// encodeEvent writes the fields of ev's kind, and only those, as api/README.md
 // §6 lists them.
 func encodeEvent(ev invite.Event) []byte {
 	f := protocol.Event{Event: string(ev.Kind), InviteID: ev.InviteID}

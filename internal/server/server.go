@@ -8,18 +8,18 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/time/rate"
 
 	"github.com/signald/signald/internal/bus"
 	"github.com/signald/signald/internal/device"
+	"github.com/signald/signald/internal/group"
 	"github.com/signald/signald/internal/hub"
 	"github.com/signald/signald/internal/invite"
 )
@@ -58,6 +58,9 @@ type Config struct {
 	RateLimit      rate.Limit    // requests per second per connection (60018 beyond)
 	RateBurst      int
 	OriginPatterns []string // browser origins allowed besides the server's own host
+	// TrustedProxies are the load balancers whose X-Forwarded-For names the
+	// client in logs (clientAddr); none: the TCP peer is the client.
+	TrustedProxies []netip.Prefix
 	// CloseBatch and CloseInterval pace Shutdown: connections are closed
 	// (1012) CloseBatch at a time, one batch per CloseInterval, so that the
 	// clients of a restarting instance do not all reconnect at once.
@@ -133,12 +136,12 @@ type Deps struct {
 	Bus      bus.Bus
 	Verifier Verifier
 	Health   Health
-	Admin    http.Handler // the group admin API; it routes its own full /v1/groups/... paths
+	Groups   group.Store // group membership, for the admin API
 	// Devices keeps device registrations; PushEnabled says which platforms
 	// have credentials here (a registration for another is refused).
 	Devices     Devices
 	PushEnabled func(device.Platform) bool
-	// AdminToken guards the device admin API (/v1/users/...).
+	// AdminToken guards the admin API (/v1/groups/..., /v1/users/...).
 	AdminToken string
 	Logger     *slog.Logger
 	Registry   prometheus.Registerer
@@ -156,6 +159,8 @@ type Server struct {
 	unauth      atomic.Int64 // WebSocket connections not logged in (yet)
 	catcher     *catcher
 	stopCatcher context.CancelFunc
+	adminAPI    http.Handler
+	originLog   onceAMinute
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{} // guarded by mu
@@ -169,7 +174,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	if d.Engine == nil || d.Hub == nil || d.Bus == nil || d.Verifier == nil || d.Health == nil || d.Admin == nil || d.Devices == nil || d.PushEnabled == nil ||
+	if d.Engine == nil || d.Hub == nil || d.Bus == nil || d.Verifier == nil || d.Health == nil || d.Groups == nil || d.Devices == nil || d.PushEnabled == nil ||
 		d.Logger == nil || d.Registry == nil || d.Gatherer == nil {
 		return nil, errors.New("server: every dependency is required")
 	}
@@ -178,6 +183,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, d: d, log: d.Logger, m: m, conns: make(map[*conn]struct{})}
+	s.adminAPI = s.newAdminAPI()
 	s.catcher = newCatcher(s)
 	if err := d.Registry.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "signald_unauthenticated_connections",
@@ -189,21 +195,6 @@ func New(cfg Config, d Deps) (*Server, error) {
 	s.stopCatcher = cancel
 	go s.catcher.run(ctx)
 	return s, nil
-}
-
-// Handler returns the HTTP surface.
-func (s *Server) Handler() http.Handler {
-	r := chi.NewRouter()
-	r.Get("/v1/ws", s.serveWS)
-	r.Handle("/v1/groups/*", s.d.Admin)
-	r.Handle("/v1/users/*", s.deviceAdmin())
-	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = w.Write([]byte("ok\n"))
-	})
-	r.Get("/readyz", s.serveReady)
-	r.Handle("/metrics", promhttp.HandlerFor(s.d.Gatherer, promhttp.HandlerOpts{}))
-	return r
 }
 
 func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
@@ -243,6 +234,11 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s.m.refused.WithLabelValues("unauthenticated").Inc()
 		w.Header().Set("Retry-After", "1")
 		http.Error(w, "too many connections waiting to log in", http.StatusServiceUnavailable)
+		return
+	}
+	if !s.originAllowed(r) {
+		s.unauth.Add(-1)
+		s.refuseOrigin(w, r)
 		return
 	}
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: s.cfg.OriginPatterns})
