@@ -330,11 +330,15 @@ func Start(ctx context.Context, o Options, logger *slog.Logger, reg prometheus.R
 	if o.Server.MaxConnections == 0 {
 		o.Server.MaxConnections = autoMaxConnections(fileLimit())
 	}
+	demoPage, err := newDemo(o, store)
+	if err != nil {
+		return fail(err)
+	}
 	srv, err := server.New(o.Server, server.Deps{
 		Engine: engine, Hub: hb, Bus: bs, Node: instance, Verifier: auth.NewVerifier([]byte(o.JWTSecret), o.JWTLeeway),
 		Health: monitor, Groups: store,
 		Devices: store, PushEnabled: pusher.Enabled, AdminToken: o.AdminToken,
-		Logger: logger, Registry: reg, Gatherer: gather,
+		Logger: logger, Registry: reg, Gatherer: gather, Demo: demoPage,
 	})
 	if err != nil {
 		return fail(err)

@@ -65,6 +65,11 @@ type Options struct {
 	// PushClient, when set, is the HTTP client of every push platform (a
 	// test's, trusting its fakes); nil: each makes its own.
 	PushClient *http.Client
+
+	// Demo serves the demo page at /demo; with Dev also its token and
+	// group endpoints. parseOptions turns it on with --dev unless
+	// SIGNALD_DEMO or --demo says otherwise.
+	Demo bool
 }
 
 // DefaultOptions returns the protocol's defaults (api/README.md) and a production
@@ -244,6 +249,7 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (Opt
 	e.secret(&o.JWTSecret, "jwt-secret", "SIGNALD_JWT_SECRET", "HS256 secret that userSig tokens are signed with, at least 32 bytes")
 	e.secret(&o.AdminToken, "admin-token", "SIGNALD_ADMIN_TOKEN", "bearer token of the admin API, at least 32 bytes")
 	e.boolean(&o.Dev, "dev", "SIGNALD_DEV", "development mode: well-known secret and admin token")
+	e.boolean(&o.Demo, "demo", "SIGNALD_DEMO", "serve the demo page at /demo (default: on with --dev, off otherwise)")
 	e.str(&o.LogFormat, "log-format", "SIGNALD_LOG_FORMAT", "log format: json or text")
 	e.str(&o.LogLevel, "log-level", "SIGNALD_LOG_LEVEL", "log level: debug, info, warn or error")
 	e.duration(&o.JWTLeeway, "jwt-leeway", "SIGNALD_JWT_LEEWAY", "clock leeway for userSig exp, nbf and iat")
@@ -310,6 +316,11 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (Opt
 		return o, err
 	}
 	e.finish()
+	demoGiven := getenv("SIGNALD_DEMO") != ""
+	fs.Visit(func(f *flag.Flag) { demoGiven = demoGiven || f.Name == "demo" })
+	if !demoGiven {
+		o.Demo = o.Dev
+	}
 	// An attempt must end well inside its lease, so that a slow platform
 	// is never pushed twice.
 	o.Scheduler.Attempt = min(o.Scheduler.Attempt, o.Scheduler.Lease/3)

@@ -47,6 +47,10 @@ func (s *Server) AdminHandler() http.Handler {
 func (s *Server) public(r chi.Router) {
 	r.Get("/v1/ws", s.serveWS)
 	s.health(r)
+	if s.d.Demo != nil {
+		r.Handle("/demo", s.d.Demo)
+		r.Handle("/demo/*", s.d.Demo)
+	}
 }
 
 func (s *Server) health(r chi.Router) {

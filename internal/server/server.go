@@ -126,7 +126,7 @@ func (c Config) validate() error {
 	return nil
 }
 
-// Deps are the server's collaborators; all are required but Node.
+// Deps are the server's collaborators; all are required but Node and Demo.
 type Deps struct {
 	// Node names this instance among those sharing the bus: a connection
 	// here is (Node, its session) in the Origin of the events it causes.
@@ -146,6 +146,10 @@ type Deps struct {
 	Logger     *slog.Logger
 	Registry   prometheus.Registerer
 	Gatherer   prometheus.Gatherer // what /metrics serves
+
+	// Demo serves the demo page under /demo on the public listener
+	// (internal/demo); nil: no demo.
+	Demo http.Handler
 }
 
 // Server serves signald's HTTP surface and owns every WebSocket connection it
