@@ -4,9 +4,10 @@
 # memory mode and in Redis mode (a private redis-server), across two
 # instances, timeouts with three instances sharing the due set after a
 # long load, Pub/Sub gaps under load (CLIENT KILL TYPE pubsub with 10,000
-# users), then the Go microbenchmarks, and writes everything to
+# users), the memory bound (heap per pending invitation, heap after a flood;
+# in each mode), then the Go microbenchmarks, and writes everything to
 # docs/benchmarks.md with the exact commands, the machine and the date.
-# Bounded: about five minutes.
+# Bounded: about six minutes.
 set -eu
 cd "$(dirname "$0")/.."
 out=${BENCH_OUT:-docs/benchmarks.md}
@@ -41,9 +42,12 @@ port=$(freeport)
 url="ws://127.0.0.1:$port/v1/ws"
 
 # start_daemon ARGS...: a fresh signald on $port; waits until /readyz is 200.
+# The load runs far past the per-connection rate limit and the per-user
+# invite budget (20 invitees/s), so both are lifted; the other quotas (100
+# active per inviter, 100 pending per invitee) stay at their defaults.
 start_daemon() {
 	SIGNALD_ADDR="127.0.0.1:$port" "$tmp/signald" serve --dev --log-level warn \
-		--rate-limit 1000000 --rate-burst 1000000 "$@" 2>>"$tmp/daemon.log" &
+		--rate-limit 1000000 --rate-burst 1000000 --invite-rate 1000000 --invite-burst 1000000 "$@" 2>>"$tmp/daemon.log" &
 	daemon=$!
 	for _ in $(seq 1 100); do
 		curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && return 0
@@ -64,7 +68,7 @@ start_extra() {
 	xport=$1
 	shift
 	SIGNALD_ADDR="127.0.0.1:$xport" "$tmp/signald" serve --dev --log-level warn \
-		--rate-limit 1000000 --rate-burst 1000000 "$@" 2>>"$tmp/daemon.log" &
+		--rate-limit 1000000 --rate-burst 1000000 --invite-rate 1000000 --invite-burst 1000000 "$@" 2>>"$tmp/daemon.log" &
 	extras="$extras $!"
 	for _ in $(seq 1 100); do
 		curl -fs "http://127.0.0.1:$xport/readyz" >/dev/null 2>&1 && return 0
@@ -116,10 +120,20 @@ scenarios() { # MODE EXTRA...: the standard scenarios against one store
 	start_daemon "$@"
 	run "$mode-idle" -scenario idle -conns "$conns" -hold 5s
 	stop_daemon
+	# The memory bound: a fresh daemon with its pprof server (the bench forces
+	# garbage collections through it before each heap reading) and a short
+	# retention, so that the flood's invitations are dropped 2 s after they
+	# have timed out.
+	pport=$(freeport)
+	start_daemon --pprof-addr "127.0.0.1:$pport" --retention 2s "$@"
+	run "$mode-memory" -scenario memory -pprof "http://127.0.0.1:$pport" -flood-wait 60s $benchredis $benchprefix
+	sed -i "s|http://127.0.0.1:$pport|http://127.0.0.1:PPROF|g" "$tmp/$mode-memory.cmd"
+	stop_daemon
 }
 
 echo "memory mode..." >&2
 benchredis=""
+benchprefix=""
 scenarios memory
 
 echo "redis mode..." >&2
@@ -128,6 +142,7 @@ redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no --dir "$
 redis=$!
 for _ in $(seq 1 100); do redis-cli -p "$rport" ping 2>/dev/null | grep -q PONG && break; sleep 0.05; done
 benchredis="-redis 127.0.0.1:$rport"
+benchprefix="-redis-prefix bench:"
 scenarios redis --redis-url "redis://127.0.0.1:$rport" --redis-prefix bench:
 
 echo "two instances on one Redis: callers on one, callees on the other..." >&2
@@ -201,6 +216,11 @@ SIGNALD_TEST_REDIS_ADDR="127.0.0.1:$rport" go test -run '^$' -bench . -benchmem 
 	echo "| the same with three instances sharing the due set, after $preload of calls load (ms) | — | $(lat redis-3i-mix 'timeout lateness: deadline → onInvitationTimeout' 3) / $(lat redis-3i-mix 'timeout lateness: deadline → onInvitationTimeout' 5) |"
 	echo "| Pub/Sub gaps ($(field redis-gap 'Pub/Sub gaps made') × CLIENT KILL TYPE pubsub, $(field redis-gap 'users logged in') users, calls load): reconnects (connections closed by the server) / events lost | — | $(field redis-gap 'connections closed by the server') / $(field redis-gap 'events lost') |"
 	echo "| catch-up after a Pub/Sub gap, mean / max | — | $(field redis-gap 'catch-up after a Pub/Sub gap: mean') / $(field redis-gap 'catch-up after a Pub/Sub gap: max') |"
+	echo "| heap per pending invitation (bytes; signald's live heap after GC, $(field memory-memory '32 B data: pending invitations made') invitations with 32 B / 1 KiB of data) | $(field memory-memory '32 B data: heap per pending invitation (live)') / $(field memory-memory '1024 B data: heap per pending invitation (live)') | $(field redis-memory '32 B data: heap per pending invitation (live)') / $(field redis-memory '1024 B data: heap per pending invitation (live)') |"
+	echo "| Redis used_memory per pending invitation (bytes, 32 B / 1 KiB of data) | — | $(field redis-memory '32 B data: Redis used_memory per pending invitation') / $(field redis-memory '1024 B data: Redis used_memory per pending invitation') |"
+	echo "| heap after a flood of $(field memory-memory 'flood invitations made') 12 KiB invitations has ended (after minus before, live; per invitation) | $(field memory-memory 'heap after the flood minus before (live)'); $(field memory-memory 'heap after the flood minus before, per flood invitation (live)') | $(field redis-memory 'heap after the flood minus before (live)'); $(field redis-memory 'heap after the flood minus before, per flood invitation (live)') |"
+	echo "| of which the flood's kept events (memory: frames, estimated; Redis: MEMORY USAGE of the users' streams, and used_memory after minus before) | $(field memory-memory 'kept frames of the flood') | $(field redis-memory "Redis: the flood's kept events"); used_memory $(field redis-memory 'Redis used_memory after the flood minus before') |"
+	echo "| heap left per pending invitation once cancelled and dropped (live; the kept frames it left, estimated: the invitee's ring and cancel, the inviter's cancel) | $(field memory-memory 'the same per invitation (live)') (kept $(field memory-memory 'kept frames they left')) | $(field redis-memory 'the same per invitation (live)'); Redis used_memory $(field redis-memory 'Redis used_memory after minus before them, per invitation') |"
 	echo
 	echo "Across instances (Redis mode, two instances, every caller on one and every callee on the other):"
 	echo "$(field redis-cross 'call setups per second') call setups; invite → delivery p50 / p99 $(lat redis-cross 'invite → onReceiveNewInvitation' 3) / $(lat redis-cross 'invite → onReceiveNewInvitation' 5) ms;"
@@ -211,10 +231,17 @@ SIGNALD_TEST_REDIS_ADDR="127.0.0.1:$rport" go test -run '^$' -bench . -benchmem 
 	echo "$(field redis-gap 'users logged in') users on one instance, $(field redis-gap 'users in the call load') of them in a calls load at $(field redis-gap 'target invitations per second'); catch-ups by result: caught up"
 	echo "$(field redis-gap 'catch-ups by result: caught_up'), resume (1012) $(field redis-gap 'catch-ups by result: resume'), failed $(field redis-gap 'catch-ups by result: failed'); frames of no call under way (events a connection was not owed): $(field redis-gap 'frames of no current setup')."
 	echo
+	echo "Memory (signald-bench -scenario memory, a fresh daemon with --pprof-addr and --retention 2s in each mode): every heap figure is"
+	echo "signald's live Go heap (go_memstats_heap_alloc_bytes) right after two garbage collections forced through pprof. A pending invitation"
+	echo "includes its invitee's kept ring event ($(field memory-memory '32 B data: of which the invitee') of the memory-mode figure with 32 B of data). After the flood"
+	echo "every invitation has timed out and been dropped; what stays is its kept events (each invitee's ring with the 12 KiB and its timeout,"
+	echo "each inviter's timeouts), kept for 24 h and bounded per user and, in memory mode, in all (SIGNALD_EVENTS_MAX_BYTES)."
+	echo "Machine load during the memory runs: $(field memory-memory 'load average (1 min) at the start') / $(field redis-memory 'load average (1 min) at the start') (1-minute load average at the start, memory / Redis mode, on $(nproc) cores)."
+	echo
 	for mode in memory redis; do
 		echo "## ${mode} mode"
 		echo
-		for s in calls half mix group idle cross 3i-load 3i-mix gap; do
+		for s in calls half mix group idle memory cross 3i-load 3i-mix gap; do
 			n="$mode-$s"
 			[ -f "$tmp/$n.txt" ] || continue
 			echo "### $n"

@@ -4,6 +4,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 
 	"github.com/signald/signald/internal/bench"
 )
@@ -41,11 +43,26 @@ Scenarios (-scenario):
          events out of eventID order, and the server's catch-up after each
          gap (signald_gap_catchup_seconds); fails unless none was closed
          and none lost.
+  memory the server's memory per pending invitation and after a flood.
+         Each heap reading follows two garbage collections forced through
+         -pprof (signald's --pprof-addr). First -flood invitations with
+         -flood-data-size bytes of data and a 1 s timeout go to as many
+         offline users; once all have timed out and been dropped (run
+         signald with a short --retention) the heap after the flood is
+         reported against before, beside the bytes of the events it left
+         kept. Then, per size in -pending-data-sizes, -pending invitations
+         (timeout -pending-timeout) from many inviters to many offline
+         invitees, at most -per-user each: heap per pending invitation, and
+         with -redis Redis's used_memory and MEMORY USAGE per invitation
+         (-redis-prefix: signald's --redis-prefix). They are cancelled at
+         the end, and once dropped the heap is read again: what is left
+         beyond their kept events is memory that does not come back.
 
 The run stops by itself; Ctrl-C stops it early and still prints what was
 measured. The exit status is 1 when nothing succeeded, more than
 -max-error-pct percent failed or a check failed (gap: a connection closed,
-an event lost), 2 for bad flags.
+an event lost; memory: the flood or the cancelled invitations not
+dropped within -flood-wait), 2 for bad flags.
 
 Examples:
   signald-bench -url ws://127.0.0.1:18080/v1/ws -scenario calls -duration 10s
@@ -53,6 +70,7 @@ Examples:
   signald-bench -scenario group -group-size 200 -rounds 20 -json group.json
   signald-bench -scenario calls -redis 127.0.0.1:6379
   signald-bench -scenario gap -conns 10000 -rate 500 -redis 127.0.0.1:6379
+  signald-bench -scenario memory -pprof http://127.0.0.1:6060   (signald --pprof-addr 127.0.0.1:6060 --retention 2s)
 
 Flags:
 `
@@ -80,7 +98,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		fs.PrintDefaults()
 	}
 
-	fs.StringVar(&c.Scenario, "scenario", c.Scenario, "what to run: idle, calls, group or gap")
+	fs.StringVar(&c.Scenario, "scenario", c.Scenario, "what to run: idle, calls, group, gap or memory")
 	fs.StringVar(&c.URL, "url", c.URL, "signald WebSocket endpoint")
 	fs.StringVar(&c.OtherURL, "other-url", "", "a second instance sharing the same Redis: every other connection (the callees) goes there, to measure the cross-instance path; server figures are -url's")
 	fs.StringVar(&c.AdminURL, "admin-url", "", "base URL of the admin API (default: http://host:port of -url)")
@@ -111,6 +129,16 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&c.GroupSize, "group-size", c.GroupSize, "group: invitees per group invitation (K)")
 	fs.IntVar(&c.Rounds, "rounds", c.Rounds, "group: invite-and-cancel rounds")
 
+	fs.StringVar(&c.PprofURL, "pprof", "", "memory: signald's pprof server (its --pprof-addr) as http://host:port, to force garbage collections before each heap reading")
+	fs.IntVar(&c.Pending, "pending", c.Pending, "memory: pending invitations per pass (0: no pass)")
+	fs.Var((*intList)(&c.PendingDataSizes), "pending-data-sizes", "memory: bytes of data of each pass's invitations, comma-separated: one pass per size")
+	fs.IntVar(&c.PendingTimeout, "pending-timeout", c.PendingTimeout, "memory: timeout (seconds) of the pending invitations; 0: none (they live until the maximum lifetime)")
+	fs.IntVar(&c.PerUser, "per-user", c.PerUser, "memory: invitations per inviter and per invitee at most (signald's quotas: 100 active per inviter, 100 pending per invitee)")
+	fs.IntVar(&c.Flood, "flood", c.Flood, "memory: invitations of the flood, each to an offline user of its own (0: no flood)")
+	fs.IntVar(&c.FloodDataSize, "flood-data-size", c.FloodDataSize, "memory: bytes of data of each flood invitation")
+	fs.DurationVar(&c.FloodWait, "flood-wait", c.FloodWait, "memory: how long to wait for the flood's invitations to time out and be dropped, and for the cancelled pending ones to be dropped (more than signald's --retention)")
+	fs.StringVar(&c.RedisPrefix, "redis-prefix", c.RedisPrefix, "memory, with -redis: signald's --redis-prefix, to weigh the keys of the invitations and users made (MEMORY USAGE)")
+
 	fs.DurationVar(&c.OpTimeout, "op-timeout", c.OpTimeout, "a setup, connect or round step not done within this counts as failed")
 	fs.StringVar(&c.RedisAddr, "redis", "", "host:port of the Redis signald uses: adds Redis command counts per setup (INFO commandstats); gap: where its Pub/Sub connections are killed")
 	fs.DurationVar(&c.RedisBaseline, "redis-baseline", c.RedisBaseline, "with -redis: idle time before the run to measure Redis's background command rate")
@@ -129,4 +157,35 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		c.Conns = gapConns
 	}
 	return o, c.Normalize()
+}
+
+// intList is a flag of comma-separated whole numbers.
+type intList []int
+
+func (l *intList) String() string {
+	if l == nil {
+		return ""
+	}
+	parts := make([]string, len(*l))
+	for i, n := range *l {
+		parts[i] = strconv.Itoa(n)
+	}
+	return strings.Join(parts, ",")
+}
+
+func (l *intList) Set(s string) error {
+	var out []int
+	for part := range strings.SplitSeq(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		n, err := strconv.Atoi(part)
+		if err != nil {
+			return fmt.Errorf("%q is not a whole number", part)
+		}
+		out = append(out, n)
+	}
+	*l = out
+	return nil
 }

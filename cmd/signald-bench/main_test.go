@@ -62,6 +62,27 @@ func TestParseFlagsGap(t *testing.T) {
 	}
 }
 
+func TestParseFlagsMemory(t *testing.T) {
+	o, err := parseFlags([]string{"-scenario", "memory", "-pprof", "http://127.0.0.1:6060"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := o.cfg
+	if c.Pending != 10000 || c.Flood != 5000 || c.FloodDataSize != 12288 || c.PerUser != 50 || c.PendingTimeout != 3600 ||
+		len(c.PendingDataSizes) != 2 || c.PendingDataSizes[0] != 32 || c.PendingDataSizes[1] != 1024 || c.RedisPrefix != "signald:" {
+		t.Errorf("memory defaults: %+v", c)
+	}
+	o, err = parseFlags([]string{"-scenario", "memory", "-pending", "500", "-pending-data-sizes", "64, 2048,4096",
+		"-flood", "0", "-per-user", "10", "-pending-timeout", "0", "-redis", "127.0.0.1:6379", "-redis-prefix", "bench:"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := o.cfg; c.Pending != 500 || len(c.PendingDataSizes) != 3 || c.PendingDataSizes[2] != 4096 || c.Flood != 0 ||
+		c.PerUser != 10 || c.PendingTimeout != 0 || c.RedisPrefix != "bench:" || c.PprofURL != "" {
+		t.Errorf("memory flags: %+v", c)
+	}
+}
+
 func TestParseFlagsRejectsBadValues(t *testing.T) {
 	for _, args := range [][]string{
 		{"-scenario", "storm"},
@@ -76,6 +97,13 @@ func TestParseFlagsRejectsBadValues(t *testing.T) {
 		{"-scenario", "gap", "-redis", "127.0.0.1:1", "-conns", "10", "-pairs", "6"},
 		{"-invite-timeout", "1"},
 		{"-data-size", "20000"},
+		{"-scenario", "memory", "-pending-data-sizes", "32,x"},
+		{"-scenario", "memory", "-pending", "0", "-flood", "0"},
+		{"-scenario", "memory", "-per-user", "0"},
+		{"-scenario", "memory", "-pending-timeout", "10"},
+		{"-scenario", "memory", "-flood-data-size", "12289"},
+		{"-scenario", "memory", "-pprof", "127.0.0.1:6060"},
+		{"-scenario", "memory", "-metrics-url", "off"},
 		{"stray"},
 		{"-no-such-flag"},
 	} {
@@ -91,7 +119,8 @@ func TestHelpDocumentsEveryScenario(t *testing.T) {
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("-h: %v", err)
 	}
-	for _, want := range []string{"idle", "calls", "group", "gap", "CLIENT KILL TYPE pubsub", "-kills", "-kill-interval", "-src-addrs", "-inflight", "-redis", "-max-error-pct", "-json"} {
+	for _, want := range []string{"idle", "calls", "group", "gap", "memory", "CLIENT KILL TYPE pubsub", "-kills", "-kill-interval", "-src-addrs", "-inflight", "-redis", "-max-error-pct", "-json",
+		"-pprof", "-pending", "-pending-data-sizes", "-flood", "-flood-wait", "-per-user", "-redis-prefix", "--retention"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("usage lacks %q", want)
 		}

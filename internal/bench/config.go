@@ -13,11 +13,15 @@ import (
 
 // Scenario names.
 const (
-	ScenarioIdle  = "idle"
-	ScenarioCalls = "calls"
-	ScenarioGroup = "group"
-	ScenarioGap   = "gap"
+	ScenarioIdle   = "idle"
+	ScenarioCalls  = "calls"
+	ScenarioGroup  = "group"
+	ScenarioGap    = "gap"
+	ScenarioMemory = "memory"
 )
+
+// maxDataSize is the largest data signald accepts (invite.MaxDataBytes).
+const maxDataSize = 12 << 10
 
 // Config is everything a run is configured with. The command line of
 // signald-bench maps onto it one to one; tests fill it directly.
@@ -62,6 +66,18 @@ type Config struct {
 	GroupSize int `json:"groupSize"`
 	Rounds    int `json:"rounds"`
 
+	// memory (memory.go): the server's heap (and Redis's memory) per pending
+	// invitation, and after a flood of invitations has ended.
+	PprofURL         string        `json:"pprofURL,omitempty"` // the daemon's --pprof-addr as http://host:port: forced GCs before each heap reading
+	Pending          int           `json:"pending"`            // pending invitations per pass
+	PendingDataSizes []int         `json:"pendingDataSizes"`   // one pass per size, bytes of data
+	PendingTimeout   int           `json:"pendingTimeout"`     // seconds; 0: no deadline
+	PerUser          int           `json:"perUser"`            // invitations per inviter and per invitee, under the server's quotas
+	Flood            int           `json:"flood"`              // invitations of the flood, to as many offline users; 0: none
+	FloodDataSize    int           `json:"floodDataSize"`      // bytes of data of each
+	FloodWait        time.Duration `json:"floodWaitNs"`        // bound on the wait until they have timed out and been dropped
+	RedisPrefix      string        `json:"redisPrefix,omitempty"`
+
 	// OpTimeout bounds every wait for an answer: a setup or a round that
 	// has not completed by then counts as failed.
 	OpTimeout time.Duration `json:"opTimeoutNs"`
@@ -98,6 +114,15 @@ func DefaultConfig() Config {
 		OpTimeout:       10 * time.Second,
 		RedisBaseline:   time.Second,
 		MaxErrorPct:     1,
+
+		Pending:          10000,
+		PendingDataSizes: []int{32, 1024},
+		PendingTimeout:   3600,
+		PerUser:          50,
+		Flood:            5000,
+		FloodDataSize:    12 << 10,
+		FloodWait:        2 * time.Minute,
+		RedisPrefix:      "signald:",
 	}
 }
 
@@ -197,11 +222,13 @@ func (c *Config) Normalize() error {
 		if c.InviteTimeout < 0 {
 			errs = append(errs, errors.New("-invite-timeout must not be negative"))
 		}
+	case ScenarioMemory:
+		errs = append(errs, c.memoryErrors()...)
 	default:
-		errs = append(errs, fmt.Errorf("-scenario %q: want idle, calls, group or gap", c.Scenario))
+		errs = append(errs, fmt.Errorf("-scenario %q: want idle, calls, group, gap or memory", c.Scenario))
 	}
-	if c.DataSize < 0 || c.DataSize > 12<<10 {
-		errs = append(errs, fmt.Errorf("-data-size must be within 0..12288 (got %d)", c.DataSize))
+	if c.DataSize < 0 || c.DataSize > maxDataSize {
+		errs = append(errs, fmt.Errorf("-data-size must be within 0..%d (got %d)", maxDataSize, c.DataSize))
 	}
 	return errors.Join(errs...)
 }
@@ -229,15 +256,61 @@ func (c *Config) gapErrors() []error {
 
 // inviteData returns the invite's data string, DataSize bytes long when set.
 func (c *Config) inviteData() string {
-	const short = `{"cmd":"videoCall"}`
 	if c.DataSize == 0 {
-		return short
+		return `{"cmd":"videoCall"}`
 	}
+	return paddedData(c.DataSize)
+}
+
+// paddedData returns a data string of exactly n bytes: a JSON object with
+// a padding field when it fits, else n x's.
+func paddedData(n int) string {
 	const head, tail = `{"cmd":"videoCall","pad":"`, `"}`
-	if c.DataSize <= len(head)+len(tail) {
-		return strings.Repeat("x", c.DataSize)
+	if n <= len(head)+len(tail) {
+		return strings.Repeat("x", n)
 	}
-	return head + strings.Repeat("x", c.DataSize-len(head)-len(tail)) + tail
+	return head + strings.Repeat("x", n-len(head)-len(tail)) + tail
+}
+
+// memoryErrors checks what only the memory scenario needs.
+func (c *Config) memoryErrors() []error {
+	var errs []error
+	if c.Pending < 0 || c.Flood < 0 {
+		errs = append(errs, errors.New("-pending and -flood must not be negative"))
+	}
+	if c.Pending > 0 && len(c.PendingDataSizes) == 0 {
+		errs = append(errs, errors.New("-pending-data-sizes is empty"))
+	}
+	if c.Pending == 0 && c.Flood == 0 {
+		errs = append(errs, errors.New("-pending and -flood are both 0: nothing to measure"))
+	}
+	if c.PerUser < 1 {
+		errs = append(errs, fmt.Errorf("-per-user must be at least 1 (got %d)", c.PerUser))
+	}
+	for _, n := range append([]int{c.FloodDataSize}, c.PendingDataSizes...) {
+		if n < 0 || n > maxDataSize {
+			errs = append(errs, fmt.Errorf("data sizes must be within 0..%d (got %d)", maxDataSize, n))
+		}
+	}
+	if c.PendingTimeout < 0 {
+		errs = append(errs, errors.New("-pending-timeout must not be negative"))
+	}
+	if c.PendingTimeout > 0 && c.PendingTimeout < 60 {
+		// The invitations must stay pending while they are counted.
+		errs = append(errs, fmt.Errorf("-pending-timeout must be 0 (none) or at least 60 seconds (got %d)", c.PendingTimeout))
+	}
+	if c.Flood > 0 && c.FloodWait <= 0 {
+		errs = append(errs, errors.New("-flood-wait must be positive"))
+	}
+	if !c.metricsEnabled() {
+		errs = append(errs, errors.New("-scenario memory reads the heap from /metrics: -metrics-url must not be off"))
+	}
+	if c.PprofURL != "" {
+		if _, err := pprofBase(c.PprofURL); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
 }
 
 // metricsEnabled reports whether the server's /metrics is to be scraped.

@@ -1,12 +1,13 @@
 // Package bench is the engine of signald-bench, signald's load generator.
 //
-// It drives a running signald over real WebSockets in one of four
+// It drives a running signald over real WebSockets in one of five
 // scenarios (idle connections, one-to-one call setups, group invitations,
 // call setups among many idle users while signald's Redis Pub/Sub
-// connections are killed), measures latencies on the client side, and reads the server's own cost
-// (CPU, memory, connections) from its /metrics endpoint and, when signald
-// runs on Redis, the Redis command counts from INFO, so that one report says
-// what a call setup costs end to end.
+// connections are killed, the server's memory per pending invitation and
+// after a flood), measures latencies on the client side, and reads the
+// server's own cost (CPU, memory, connections) from its /metrics endpoint
+// and, when signald runs on Redis, the Redis command counts and memory from
+// INFO, so that one report says what a call setup costs end to end.
 //
 // The load tool must never be the bottleneck, so the hot path is lean on
 // purpose: one reader goroutine per connection calls a scenario's handler

@@ -23,6 +23,7 @@ type Frame struct {
 	Desc     []byte
 	Data     []byte // the raw JSON value of "data" (a string, an object, null)
 	EventID  []byte // a kept event's ID (PROTOCOL.md §9); empty when not kept
+	Size     int    // bytes of the whole frame (what the server keeps of a kept event)
 }
 
 // EventKind names the events the bench reacts to.
@@ -79,7 +80,7 @@ var errFrame = errors.New("malformed frame")
 // through reflection and allocate every string; on a busy run this parse is
 // the bench's hottest code.
 func ParseFrame(b []byte, f *Frame) error {
-	*f = Frame{}
+	*f = Frame{Size: len(b)}
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return errFrame

@@ -28,6 +28,9 @@ func TestScenariosAgainstDaemon(t *testing.T) {
 	o.Dev = true
 	o.Engine.PollInterval = 10 * time.Millisecond // timeouts fire promptly
 	o.Server.RateLimit, o.Server.RateBurst = 1e6, 1e6
+	// The per-user invite budget (20 invitees/s by default) too: a pair's
+	// caller invites far faster (signald --invite-rate, --invite-burst).
+	o.Engine.Limits.Rate, o.Engine.Limits.Burst = 1e6, 1e6
 	ctx, cancel := context.WithCancel(context.Background())
 	reg := prometheus.NewRegistry()
 	d, err := app.Start(ctx, o, slog.New(slog.NewTextHandler(io.Discard, nil)), reg, reg)

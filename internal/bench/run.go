@@ -44,6 +44,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		err = runGroup(ctx, &cfg, d, p, r)
 	case ScenarioGap:
 		err = runGap(ctx, &cfg, d, p, r)
+	case ScenarioMemory:
+		err = runMemory(ctx, &cfg, d, p, r)
 	default:
 		err = fmt.Errorf("unknown scenario %q", cfg.Scenario)
 	}

@@ -88,3 +88,26 @@ func RaiseNoFile() (uint64, error) {
 	}
 	return rl.Cur, nil
 }
+
+// ReadLoadAvg returns the 1-minute load average of /proc/loadavg (the
+// processes running or waiting for a CPU, all of them); -1 where there is
+// none (not Linux).
+func ReadLoadAvg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return -1
+	}
+	return parseLoadAvg(string(b))
+}
+
+func parseLoadAvg(s string) float64 {
+	f := strings.Fields(s)
+	if len(f) < 1 {
+		return -1
+	}
+	v, err := strconv.ParseFloat(f[0], 64)
+	if err != nil || v < 0 {
+		return -1
+	}
+	return v
+}
