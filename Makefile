@@ -3,9 +3,10 @@ GO            ?= go
 BIN           := bin/signald
 # Tool versions are pinned so that every machine lints the same way.
 STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+GOVULNCHECK   := golang.org/x/vuln/cmd/govulncheck@v1.9.0
 ADDR          ?= :8080
 
-.PHONY: all run build test test-short deps lint fuzz bench chaos docker clean
+.PHONY: all run build test test-short check-rules deps lint vuln fuzz bench chaos docker clean
 
 all: build
 
@@ -16,19 +17,38 @@ build:
 run: build
 	SIGNALD_ADDR=$(ADDR) SIGNALD_LOG_FORMAT=text ./$(BIN) serve --dev
 
-## deps: install what the tests need and the machine lacks (redis-server).
+## deps: install what the tests need and the machine lacks (redis-server,
+## haproxy, promtool).
 deps:
 	@scripts/install-deps.sh
 
-## test: go vet, then every test with -race against a private redis-server.
-test: deps
+## test: the alert rules (check-rules), go vet, then every test with -race
+## against a private redis-server.
+test: deps check-rules
 	scripts/with-redis.sh sh -c '$(GO) vet ./... && $(GO) test -race -count=1 -timeout 20m ./...'
+
+## test-short: every test but the system tests and the long chaos run (they
+## skip themselves under -short), without -race: the quick loop while editing.
+test-short: deps
+	scripts/with-redis.sh $(GO) test -short -count=1 ./...
+
+## check-rules: promtool checks the alerts of deploy/prometheus and runs
+## their unit tests (alerts_test.yaml).
+check-rules: deps
+	promtool check rules deploy/prometheus/alerts.yaml
+	promtool test rules deploy/prometheus/alerts_test.yaml
 
 ## lint: go vet, gofmt and staticcheck.
 lint:
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) run $(STATICCHECK) ./...
+
+## vuln: govulncheck: known vulnerabilities that the code reaches, in the
+## modules it uses and the Go release that builds it (needs the Go
+## vulnerability database, online).
+vuln:
+	$(GO) run $(GOVULNCHECK) ./...
 
 ## fuzz: a short run of every fuzz target.
 fuzz:
