@@ -1,12 +1,15 @@
 package app_test
 
 import (
+	"bufio"
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/coder/websocket"
 
@@ -143,5 +146,48 @@ func TestClientAddressFromTrustedProxy(t *testing.T) {
 				t.Fatalf("log does not say %s:\n%s", c.want, logs)
 			}
 		})
+	}
+}
+
+// TestFirstFrameWithTheUpgrade: a client that sends its first frame in the
+// same packet as its upgrade request (net/http reads it ahead) is answered
+// like any other: the bytes read ahead are the connection's, not lost.
+func TestFirstFrameWithTheUpgrade(t *testing.T) {
+	checkLeaks(t)
+	dm := startDaemon(t, baseOptions(t, "memory"))
+	conn, err := net.Dial("tcp", strings.TrimPrefix(dm.http, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	payload := []byte(`{"id":7,"op":"ping"}`)
+	frame := []byte{0x81, 0x80 | byte(len(payload)), 1, 2, 3, 4} // text, masked
+	for i, b := range payload {
+		frame = append(frame, b^[]byte{1, 2, 3, 4}[i%4])
+	}
+	upgrade := "GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	if _, err := conn.Write(append([]byte(upgrade), frame...)); err != nil { // one write, one packet
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(waitFor))
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	head := make([]byte, 2)
+	if _, err := io.ReadFull(br, head); err != nil {
+		t.Fatal(err)
+	}
+	if head[0] != 0x81 || head[1]&0x80 != 0 || head[1] >= 126 {
+		t.Fatalf("frame header %x: want an unmasked short text frame", head)
+	}
+	body := make([]byte, head[1])
+	if _, err := io.ReadFull(br, body); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(body), `"id":7`) || !strings.Contains(string(body), `"code":6014`) {
+		t.Fatalf("answer %s, want 6014 (not logged in) to request 7", body)
 	}
 }

@@ -16,8 +16,11 @@ import (
 )
 
 // conn is one WebSocket connection. Its reader is the HTTP handler's
-// goroutine (run); its writer is the one goroutine that writes frames; a
-// ping, when one is due, runs in a short-lived goroutine the writer owns.
+// goroutine (run). Its writer is a goroutine started when there is
+// something to write and gone when the queue is empty, so that an idle
+// connection costs one goroutine, not two; at most one runs at a time, and
+// the last one closes the socket. Pings and the login deadline are runtime
+// timers, not goroutines; a ping in flight runs in a short-lived goroutine.
 // Every frame, reply or event, goes through the send queue so that the
 // writer alone decides the order and a slow client costs nobody else
 // anything.
@@ -42,17 +45,29 @@ type conn struct {
 	foreground atomic.Bool
 
 	// The send queue is a slice rather than a buffered channel so that an
-	// idle connection holds no buffer at all; wake (capacity 1) tells the
-	// writer there is something to take. Its size is counted in bytes, from
-	// enqueue until written: a client that reads is never closed for a burst
-	// of small frames, and one that does not read holds at most
-	// cfg.SendQueueBytes. room (capacity 1) tells a paced sender that the
-	// writer has written a batch.
+	// idle connection holds no buffer at all. Its size is counted in bytes,
+	// from enqueue until written: a client that reads is never closed for a
+	// burst of small frames, and one that does not read holds at most
+	// cfg.SendQueueBytes. writing says a writer goroutine runs (or will:
+	// whoever sets it starts one). room (capacity 1) tells a paced sender
+	// that the writer has written a batch.
 	qmu     sync.Mutex
 	queue   [][]byte // guarded by qmu
 	pending int      // bytes queued or being written; guarded by qmu
-	wake    chan struct{}
+	writing bool     // guarded by qmu
 	room    chan struct{}
+
+	// ctx is the writes' and pings' context, cancelled once the socket is
+	// closed; bg counts the writer and ping goroutines, which run waits for.
+	ctx       context.Context
+	cancel    context.CancelFunc
+	bg        sync.WaitGroup
+	closed    chan struct{} // closed by the writer that closed the socket
+	pinging   atomic.Bool   // a ping waits for its pong
+	tmu       sync.Mutex    // guards the timers against run's end
+	ended     bool          // guarded by tmu: run is done, no timer is re-armed
+	pingTimer *time.Timer   // set by run before any timer can fire
+	loginTime *time.Timer
 
 	// reqMu is held by the reader while it serves a request, so that a
 	// shutdown answers the request in flight before closing.
@@ -78,14 +93,17 @@ type conn struct {
 }
 
 func newConn(s *Server, ws *websocket.Conn) *conn {
+	ctx, cancel := context.WithCancel(context.Background())
 	return &conn{
+		ctx:     ctx,
+		cancel:  cancel,
 		srv:     s,
 		ws:      ws,
 		session: s.nextSes.Add(1),
 		limiter: rate.NewLimiter(s.cfg.RateLimit, s.cfg.RateBurst),
-		wake:    make(chan struct{}, 1),
 		room:    make(chan struct{}, 1),
 		quit:    make(chan struct{}),
+		closed:  make(chan struct{}),
 	}
 }
 
@@ -109,12 +127,22 @@ func (c *conn) enqueue(frame []byte) bool {
 	}
 	c.queue = append(c.queue, frame)
 	c.pending += len(frame)
+	start := !c.writing
+	c.writing = true
 	c.qmu.Unlock()
-	select {
-	case c.wake <- struct{}{}:
-	default: // the writer has been woken already
+	if start {
+		c.startWriter()
 	}
 	return true
+}
+
+// startWriter starts the writer goroutine; the caller set writing.
+func (c *conn) startWriter() {
+	c.bg.Add(1)
+	go func() {
+		defer c.bg.Done()
+		c.writeLoop()
+	}()
 }
 
 // written gives back the room of frames the writer wrote, and tells a
@@ -178,19 +206,29 @@ func (c *conn) stop(why closeReason, drain bool) {
 	c.stopOnce.Do(func() {
 		c.stopWhy, c.stopDrain = why, drain
 		close(c.quit)
+		// A writer, running or started now, sees quit and closes the socket.
+		c.qmu.Lock()
+		start := !c.writing
+		c.writing = true
+		c.qmu.Unlock()
+		if start {
+			c.startWriter()
+		}
 	})
 }
 
-// run serves the connection until it closes, and returns once the writer
-// and every goroutine it started have ended.
+// run serves the connection until it closes, and returns once the socket
+// is closed and every goroutine and timer of the connection is done.
 func (c *conn) run() {
-	ctx, cancel := context.WithCancel(context.Background())
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		c.writeLoop(ctx)
-	}()
-	if err := c.readLoop(ctx); err != nil {
+	c.tmu.Lock() // ping reads pingTimer
+	c.pingTimer = time.AfterFunc(c.srv.cfg.PingInterval, c.ping)
+	c.loginTime = time.AfterFunc(c.srv.cfg.LoginDeadline, func() {
+		if !c.loggedIn.Load() {
+			c.stop(closeLoginDeadline, false)
+		}
+	})
+	c.tmu.Unlock()
+	if err := c.readLoop(c.ctx); err != nil {
 		// The peer went away or closed (or broke the protocol, or sent a
 		// frame over the read limit, which the library answered itself):
 		// the socket is done for. Closing it now also frees a writer
@@ -204,8 +242,14 @@ func (c *conn) run() {
 	}
 	// Else the reader stopped the connection itself, or the writer did:
 	// the writer closes the socket, after what it was asked to drain.
-	<-writerDone
-	cancel()
+	<-c.closed
+	c.tmu.Lock()
+	c.ended = true
+	c.pingTimer.Stop()
+	c.loginTime.Stop()
+	c.tmu.Unlock()
+	c.cancel()
+	c.bg.Wait()
 	if c.loggedIn.Load() {
 		c.srv.d.Hub.Unregister(c.user, c)
 		c.setForeground(false)
@@ -213,6 +257,31 @@ func (c *conn) run() {
 	if c.watching {
 		c.srv.d.Bus.Unwatch(c.user)
 	}
+}
+
+// ping runs on the ping timer: one ping per interval, unless the last one
+// still waits for its pong (it gives up at its own timeout, one interval
+// after it was sent, and closes the connection).
+func (c *conn) ping() {
+	c.tmu.Lock()
+	defer c.tmu.Unlock()
+	if c.ended {
+		return
+	}
+	c.pingTimer.Reset(c.srv.cfg.PingInterval)
+	if !c.pinging.CompareAndSwap(false, true) {
+		return
+	}
+	c.bg.Add(1)
+	go func() {
+		defer c.bg.Done()
+		defer c.pinging.Store(false)
+		pctx, cancel := context.WithTimeout(c.ctx, c.srv.cfg.PingInterval)
+		defer cancel()
+		if c.ws.Ping(pctx) != nil && c.ctx.Err() == nil {
+			_ = c.ws.CloseNow() // no pong: the peer is gone
+		}
+	}()
 }
 
 // readLoop serves frames until the connection ends. It returns the read
@@ -251,58 +320,39 @@ func (c *conn) readLoop(ctx context.Context) error {
 	}
 }
 
-func (c *conn) writeLoop(ctx context.Context) {
-	login := time.NewTimer(c.srv.cfg.LoginDeadline)
-	defer login.Stop()
-	ping := time.NewTicker(c.srv.cfg.PingInterval)
-	defer ping.Stop()
+// writeLoop writes what is queued until the queue is empty, then ends:
+// the next enqueue starts another. Once the connection is stopping, it
+// closes the socket (closeSocket) and no writer runs again.
+func (c *conn) writeLoop() {
 	var batch [][]byte
-	var pingDone chan struct{} // non-nil while a ping is in flight
-	pingCtx, cancelPing := context.WithCancel(ctx)
-	defer func() {
-		cancelPing()
-		if pingDone != nil {
-			<-pingDone
-		}
-	}()
 	for {
 		select {
-		case <-c.wake:
-			batch = c.takeQueue(batch)
-			if !c.writeAll(ctx, batch) {
-				c.writeFailed()
-				return
-			}
-			c.written(batch)
-		case <-login.C:
-			if !c.loggedIn.Load() {
-				c.stop(closeLoginDeadline, false)
-			}
-		case <-ping.C:
-			// One ping per interval: a tick sends one unless the last is
-			// still waiting for its pong (it then gives up at its own
-			// timeout, one interval after it was sent).
-			if pingDone != nil {
-				select {
-				case <-pingDone:
-					pingDone = nil
-				default:
-					continue
-				}
-			}
-			pingDone = make(chan struct{})
-			go func(done chan struct{}) {
-				defer close(done)
-				pctx, cancel := context.WithTimeout(pingCtx, c.srv.cfg.PingInterval)
-				defer cancel()
-				if c.ws.Ping(pctx) != nil && pingCtx.Err() == nil {
-					_ = c.ws.CloseNow() // no pong: the peer is gone
-				}
-			}(pingDone)
 		case <-c.quit:
-			c.closeSocket(ctx)
+			c.closeSocket(c.ctx)
+			close(c.closed)
+			return
+		default:
+		}
+		c.qmu.Lock()
+		if len(c.queue) == 0 {
+			select {
+			case <-c.quit:
+				c.qmu.Unlock()
+				continue // close it
+			default:
+			}
+			c.writing = false
+			c.qmu.Unlock()
 			return
 		}
+		c.qmu.Unlock()
+		batch = c.takeQueue(batch)
+		if !c.writeAll(c.ctx, batch) {
+			c.writeFailed()
+			close(c.closed)
+			return
+		}
+		c.written(batch)
 	}
 }
 

@@ -60,7 +60,8 @@ func TestGapIsCaughtUpInOrderWithoutOwnEvents(t *testing.T) {
 	}
 	s.m = m
 	s.catcher = newCatcher(s)
-	c := &conn{srv: s, session: 7, wake: make(chan struct{}, 1), quit: make(chan struct{}), user: "bob"}
+	c := &conn{srv: s, session: 7, writing: true, // no writer runs: the queue stays as filled
+		quit: make(chan struct{}), user: "bob"}
 	c.loggedIn.Store(true)
 	c.lastID = "01"
 

@@ -4,9 +4,13 @@
 package server
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"sync"
@@ -230,7 +234,12 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	defer s.wg.Done()
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			s.wg.Done()
+		}
+	}()
 	// Counted from before the upgrade until the login succeeds or the
 	// connection ends, whichever first.
 	if s.unauth.Add(1) > int64(s.cfg.MaxUnauthenticated) {
@@ -245,7 +254,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s.refuseOrigin(w, r)
 		return
 	}
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: s.cfg.OriginPatterns})
+	ws, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{OriginPatterns: s.cfg.OriginPatterns})
 	if err != nil {
 		s.unauth.Add(-1)
 		return // Accept has answered the client
@@ -262,15 +271,72 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()
 	s.m.wsOpen.Inc()
-	c.run()
-	if !c.authed {
-		s.unauth.Add(-1)
-	}
-	s.m.wsOpen.Dec()
-	s.mu.Lock()
-	delete(s.conns, c)
-	s.mu.Unlock()
+	// The connection is hijacked: the HTTP server needs this goroutine no
+	// more. The connection's reader gets a goroutine of its own, whose stack
+	// is as small as reading needs, rather than keep this one, whose stack
+	// grew with the HTTP server's and the router's frames. Shutdown waits
+	// for it (wg).
+	handedOff = true
+	go func() {
+		defer s.wg.Done()
+		c.run()
+		if !c.authed {
+			s.unauth.Add(-1)
+		}
+		s.m.wsOpen.Dec()
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+	}()
 }
+
+// The bufio buffers of an upgraded connection. net/http hands a hijacked
+// connection 4 KiB for each; a signaling connection idles almost always
+// and its frames are small, so a kilobyte to read into and two to write
+// from serve it as well for a quarter of the memory (larger frames pass
+// through bufio unbuffered).
+const (
+	upgradeReadBuffer  = 1 << 10
+	upgradeWriteBuffer = 2 << 10
+)
+
+// smallBuffers is the ResponseWriter of a WebSocket upgrade, whose Hijack
+// gives the connection small bufio buffers (upgradeReadBuffer,
+// upgradeWriteBuffer) in place of net/http's.
+type smallBuffers struct {
+	http.ResponseWriter
+}
+
+// Hijack hijacks the underlying connection and wraps it in small buffers,
+// keeping what net/http had read ahead (a client may send its first frame
+// with the upgrade request) and writing what it had buffered.
+func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	nc, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	if brw.Writer.Buffered() > 0 {
+		if err := brw.Writer.Flush(); err != nil {
+			nc.Close()
+			return nil, nil, err
+		}
+	}
+	br := bufio.NewReaderSize(nc, upgradeReadBuffer)
+	if n := brw.Reader.Buffered(); n > 0 {
+		// What was read ahead must be in br's buffer, not behind it:
+		// websocket.Accept takes br's buffered bytes and resets br onto nc.
+		ahead, _ := brw.Reader.Peek(n)
+		br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(ahead)), nc), max(upgradeReadBuffer, n))
+		if _, err := br.Peek(n); err != nil {
+			nc.Close()
+			return nil, nil, err
+		}
+	}
+	return nc, bufio.NewReadWriter(br, bufio.NewWriterSize(nc, upgradeWriteBuffer)), nil
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w smallBuffers) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // CatchUp brings every connection of users on this instance up to date:
 // the bus calls for it when it may have missed events for them (its
