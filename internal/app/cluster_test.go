@@ -1,11 +1,9 @@
 package app_test
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/signald/signald/internal/app"
@@ -102,16 +100,6 @@ func TestPresenceAcrossInstances(t *testing.T) {
 		t.Fatalf("%d ring pushes for a device gone to the background, want 1", n)
 	}
 	f.waitPushes(t, 1)
-}
-
-func grepLines(body, sub string) string {
-	var out []string
-	for _, l := range strings.Split(body, "\n") {
-		if strings.Contains(l, sub) {
-			out = append(out, l)
-		}
-	}
-	return strings.Join(out, "\n")
 }
 
 // TestResumeOnAnotherInstance: a phone that loses its connection to one
@@ -246,19 +234,4 @@ func TestPubSubGapIsCaughtUp(t *testing.T) {
 func withNode(o app.Options, node string) app.Options {
 	o.NodeID = node
 	return o
-}
-
-// expectClosedAfter skips whatever frames come before the close.
-func expectClosedAfter(t *testing.T, c *clientT, code int) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-	defer cancel()
-	for {
-		if _, err := c.Next(ctx); err != nil {
-			break
-		}
-	}
-	if got := int(c.CloseStatus()); got != code {
-		t.Fatalf("close status %d (%v), want %d", got, c.Err(), code)
-	}
 }
