@@ -15,9 +15,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
+	"github.com/signald/signald/client"
 	"github.com/signald/signald/internal/app"
 	"github.com/signald/signald/internal/auth"
-	"github.com/signald/signald/internal/client"
 	"github.com/signald/signald/internal/protocol"
 	"github.com/signald/signald/internal/redistest"
 )
@@ -25,7 +25,7 @@ import (
 func TestMain(m *testing.M) { redistest.Main(m) }
 
 // clientT is a test connection.
-type clientT = client.Client
+type clientT = client.Conn
 
 // waitFor bounds every wait on an event; it is a failure deadline, never a
 // pause: tests return as soon as what they wait for happens.
@@ -156,7 +156,7 @@ func (dm *daemon) token(user string) string {
 }
 
 // dial opens a connection without logging in.
-func (dm *daemon) dial() *client.Client {
+func (dm *daemon) dial() *client.Conn {
 	dm.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
@@ -169,7 +169,7 @@ func (dm *daemon) dial() *client.Client {
 }
 
 // login opens a connection of user and logs it in.
-func (dm *daemon) login(user string) *client.Client {
+func (dm *daemon) login(user string) *client.Conn {
 	dm.t.Helper()
 	c := dm.dial()
 	f := call(dm.t, c, protocol.OpLogin, map[string]any{"userID": user, "userSig": dm.token(user)})
@@ -179,7 +179,7 @@ func (dm *daemon) login(user string) *client.Client {
 	return c
 }
 
-func call(t testing.TB, c *client.Client, op string, params map[string]any) *protocol.Frame {
+func call(t testing.TB, c *client.Conn, op string, params map[string]any) *protocol.Frame {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
@@ -191,7 +191,7 @@ func call(t testing.TB, c *client.Client, op string, params map[string]any) *pro
 }
 
 // mustCall calls op and requires code 0.
-func mustCall(t testing.TB, c *client.Client, op string, params map[string]any) *protocol.Frame {
+func mustCall(t testing.TB, c *client.Conn, op string, params map[string]any) *protocol.Frame {
 	t.Helper()
 	f := call(t, c, op, params)
 	if f.Code != 0 {
@@ -201,7 +201,7 @@ func mustCall(t testing.TB, c *client.Client, op string, params map[string]any) 
 }
 
 // wantCode calls op and requires the given code.
-func wantCode(t testing.TB, c *client.Client, code int, op string, params map[string]any) *protocol.Frame {
+func wantCode(t testing.TB, c *client.Conn, code int, op string, params map[string]any) *protocol.Frame {
 	t.Helper()
 	f := call(t, c, op, params)
 	if f.Code != code {
@@ -214,7 +214,7 @@ func wantCode(t testing.TB, c *client.Client, code int, op string, params map[st
 }
 
 // invite sends an invite and returns the inviteID.
-func invite(t testing.TB, c *client.Client, params map[string]any) string {
+func invite(t testing.TB, c *client.Conn, params map[string]any) string {
 	t.Helper()
 	f := mustCall(t, c, protocol.OpInvite, params)
 	var id string
@@ -225,7 +225,7 @@ func invite(t testing.TB, c *client.Client, params map[string]any) string {
 }
 
 // next returns the next event (or unmatched reply) on c.
-func next(t testing.TB, c *client.Client) *protocol.Frame {
+func next(t testing.TB, c *client.Conn) *protocol.Frame {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
@@ -237,7 +237,7 @@ func next(t testing.TB, c *client.Client) *protocol.Frame {
 }
 
 // expectEvent requires the next frame on c to be event kind about inviteID.
-func expectEvent(t testing.TB, c *client.Client, kind, inviteID string) *protocol.Frame {
+func expectEvent(t testing.TB, c *client.Conn, kind, inviteID string) *protocol.Frame {
 	t.Helper()
 	f := next(t, c)
 	if f.Event != kind || f.InviteID != inviteID {
@@ -248,7 +248,7 @@ func expectEvent(t testing.TB, c *client.Client, kind, inviteID string) *protoco
 
 // expectQuiet requires that nothing but replies has reached c so far: a
 // ping's reply comes after every frame queued before it.
-func expectQuiet(t testing.TB, c *client.Client) {
+func expectQuiet(t testing.TB, c *client.Conn) {
 	t.Helper()
 	mustCall(t, c, protocol.OpPing, nil)
 	if n := c.Pending(); n > 0 {
@@ -258,7 +258,7 @@ func expectQuiet(t testing.TB, c *client.Client) {
 }
 
 // expectClosed waits for the server to close c and checks the close code.
-func expectClosed(t testing.TB, c *client.Client, code int) {
+func expectClosed(t testing.TB, c *client.Conn, code int) {
 	t.Helper()
 	select {
 	case <-c.Done():

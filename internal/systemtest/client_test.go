@@ -8,9 +8,9 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/signald/signald/client"
 	"github.com/signald/signald/internal/app"
 	"github.com/signald/signald/internal/auth"
-	"github.com/signald/signald/internal/client"
 	"github.com/signald/signald/internal/protocol"
 )
 
@@ -28,7 +28,7 @@ func token(t testing.TB, user string) string {
 // can fail for a moment (no server up yet, or one that is shutting down and
 // refuses upgrades), so it tries again until waitFor has passed, as an app
 // reconnecting with backoff would.
-func dial(t testing.TB, url string) *client.Client {
+func dial(t testing.TB, url string) *client.Conn {
 	t.Helper()
 	deadline := time.Now().Add(waitFor)
 	for {
@@ -51,7 +51,7 @@ func dial(t testing.TB, url string) *client.Client {
 type device struct {
 	t    testing.TB
 	user string
-	c    *client.Client
+	c    *client.Conn
 	last string // newest eventID taken with next, or the login's anchor
 	url  string // where it last connected
 	// autoResume: when the server closes the connection with 1012, log in
