@@ -63,8 +63,13 @@ type userLog struct {
 	trimmed uint64 // highest seq no longer kept (0: none dropped)
 	events  []keptEvent
 	rung    map[string]uint64 // inviteID → seq of its onReceiveNewInvitation
-	once    map[string]bool   // Envelope.Once keys already published to this user
-	onceQ   []string          // those keys, oldest first: the oldest are forgotten past 2×keep
+	// once holds the Envelope.Once keys already published to this user, as
+	// 64-bit hashes under the bus's random seed (a key is some 30 bytes, its
+	// hash 8; that two of one user's few hundred keys collide is a chance of
+	// about 10^-15); onceQ the same, oldest first: the oldest are forgotten
+	// past 2×keep.
+	once    map[uint64]struct{}
+	onceQ   []uint64
 	touched time.Time
 }
 
@@ -118,7 +123,8 @@ func (b *MemBus) Publish(_ context.Context, env Envelope) ([]Reach, error) {
 		d := hub.Delivery{Frame: env.Frame, Kind: env.Kind}
 		if env.Once != "" {
 			l := st.log(u)
-			if l.once[env.Once] {
+			key := maphash.String(b.seed, env.Once)
+			if _, seen := l.once[key]; seen {
 				st.mu.Unlock()
 				reach[i].Online = true // published before
 				if env.Presence {
@@ -126,8 +132,8 @@ func (b *MemBus) Publish(_ context.Context, env Envelope) ([]Reach, error) {
 				}
 				continue
 			}
-			l.once[env.Once] = true
-			l.onceQ = append(l.onceQ, env.Once)
+			l.once[key] = struct{}{}
+			l.onceQ = append(l.onceQ, key)
 			if over := len(l.onceQ) - 2*b.keep; over > 0 {
 				// A key only needs to outlive a claim lease (an announcement
 				// made again); every event has one, so keep a bounded few.
@@ -187,7 +193,7 @@ func (b *MemBus) SetForeground(context.Context, string, string, bool) error { re
 func (st *memStripe) log(u string) *userLog {
 	l := st.logs[u]
 	if l == nil {
-		l = &userLog{rung: make(map[string]uint64), once: make(map[string]bool)}
+		l = &userLog{rung: make(map[string]uint64), once: make(map[uint64]struct{})}
 		st.logs[u] = l
 	}
 	return l

@@ -26,8 +26,8 @@ import (
 // keeps the store free of goroutines of its own.
 type Store struct {
 	mu        sync.Mutex
-	invs      map[string]*invite.Invitation  // guarded by mu
-	pending   map[string]map[string]struct{} // user → IDs it may be pending in; guarded by mu
+	invs      map[string]*record             // guarded by mu
+	pending   map[string][]string            // user → IDs it may be pending in (at most MaxPending, bar races); guarded by mu
 	deadlines map[string]int64               // ID → when ClaimDue may return it; guarded by mu
 	dueQ      timeHeap                       // lazy queue over deadlines; guarded by mu
 	expiryQ   timeHeap                       // lazy queue over invs' Expires; guarded by mu
@@ -54,8 +54,8 @@ type annEntry struct {
 // New returns an empty store.
 func New() *Store {
 	return &Store{
-		invs:      make(map[string]*invite.Invitation),
-		pending:   make(map[string]map[string]struct{}),
+		invs:      make(map[string]*record),
+		pending:   make(map[string][]string),
 		deadlines: make(map[string]int64),
 		groups:    make(map[string]map[string]struct{}),
 		announce:  make(map[string]annEntry),
@@ -75,30 +75,30 @@ func (s *Store) Create(_ context.Context, inv *invite.Invitation, announceBy int
 	defer s.mu.Unlock()
 	if old, ok := s.invs[inv.ID]; ok {
 		for token, a := range inv.Unannounced {
-			if _, same := old.Unannounced[token]; same && a.Action == invite.ActInvite {
+			if _, same := old.unannounced[token]; same && a.Action == invite.ActInvite {
 				return nil // this very Create, tried again
 			}
 		}
 		return fmt.Errorf("create %s: %w", inv.ID, invite.ErrExists)
 	}
-	c := inv.Clone()
-	for token := range c.Unannounced {
-		s.announce[token] = annEntry{id: c.ID, at: announceBy}
+	c := newRecord(inv)
+	for token := range c.unannounced {
+		s.announce[token] = annEntry{id: c.id, at: announceBy}
 	}
-	s.invs[c.ID] = c
-	if c.Deadline > 0 {
-		s.deadlines[c.ID] = c.Deadline
-		heap.Push(&s.dueQ, timed{c.Deadline, c.ID})
+	s.invs[c.id] = c
+	if c.deadline > 0 {
+		s.deadlines[c.id] = c.deadline
+		heap.Push(&s.dueQ, timed{c.deadline, c.id})
 	}
-	if c.Expires > 0 {
-		heap.Push(&s.expiryQ, timed{c.Expires, c.ID})
+	if c.expires > 0 {
+		heap.Push(&s.expiryQ, timed{c.expires, c.id})
 	}
-	if !c.OnlineUserOnly {
-		for _, u := range c.Invitees {
-			addTo(s.pending, u, c.ID)
+	if !c.onlineUserOnly {
+		for _, u := range c.invitees {
+			s.pending[u] = append(s.pending[u], c.id)
 		}
 	}
-	addTo(s.outgoing, c.Inviter, c.ID)
+	addTo(s.outgoing, c.inviter, c.id)
 	return nil
 }
 
@@ -127,13 +127,16 @@ func (s *Store) Apply(_ context.Context, id string, ch invite.Change) (invite.Ou
 	if ch.Token != "" { // entered whatever the outcome, as redisstore does
 		s.announce[ch.Token] = annEntry{id: id, at: ch.AnnounceBy}
 	}
-	inv := s.invs[id]
+	var inv *invite.Invitation
+	if r := s.invs[id]; r != nil {
+		inv = r.invitation()
+	}
 	out, err := invite.Apply(inv, ch)
 	if err != nil {
 		return invite.Outcome{}, fmt.Errorf("%s %s: %w", ch.Action, id, err)
 	}
 	next := out.Invitation
-	s.invs[id] = next
+	s.invs[id] = newRecord(next)
 	for _, u := range out.Changed {
 		s.unindex(u, id)
 	}
@@ -144,18 +147,18 @@ func (s *Store) Apply(_ context.Context, id string, ch invite.Change) (invite.Ou
 		}
 		heap.Push(&s.expiryQ, timed{next.Expires, id})
 	}
-	return invite.Outcome{Invitation: next.Clone(), Changed: out.Changed, Ended: out.Ended}, nil
+	return invite.Outcome{Invitation: next, Changed: out.Changed, Ended: out.Ended}, nil
 }
 
 // Get implements invite.Store.
 func (s *Store) Get(_ context.Context, id string, now int64) (*invite.Invitation, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	inv := s.invs[id]
-	if inv == nil || invite.Dropped(inv, now) {
+	r := s.invs[id]
+	if r == nil || r.dropped(now) {
 		return nil, fmt.Errorf("get %s: %w", id, invite.ErrNotFound)
 	}
-	return inv.Clone(), nil
+	return r.invitation(), nil
 }
 
 // PendingFor implements invite.Store.
@@ -163,16 +166,20 @@ func (s *Store) PendingFor(_ context.Context, user string, now int64) ([]*invite
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []*invite.Invitation
-	for id := range s.pending[user] {
-		inv := s.invs[id]
-		if inv == nil || invite.Dropped(inv, now) || !inv.Active() || inv.States[user] != invite.StatePending {
-			s.unindex(user, id)
+	var gone []string
+	for _, id := range s.pending[user] {
+		r := s.invs[id]
+		if r == nil || r.dropped(now) || !r.active() || r.state(user) != invite.StatePending {
+			gone = append(gone, id)
 			continue
 		}
-		if inv.Deadline > 0 && now >= inv.Deadline {
+		if r.deadline > 0 && now >= r.deadline {
 			continue // timed out, though not yet fired: not to be rung
 		}
-		out = append(out, inv.Clone())
+		out = append(out, r.invitation())
+	}
+	for _, id := range gone {
+		s.unindex(user, id)
 	}
 	slices.SortFunc(out, func(a, b *invite.Invitation) int {
 		return cmp.Or(cmp.Compare(a.CreatedAt, b.CreatedAt), cmp.Compare(a.ID, b.ID))
@@ -206,10 +213,10 @@ func (s *Store) Announced(_ context.Context, done []invite.Unannounced) error {
 		delete(s.announce, d.Token)
 		// In place: the store's invitations are its own (every method
 		// hands out clones), and this runs in batches under the lock.
-		if inv := s.invs[d.ID]; inv != nil && inv.Unannounced != nil {
-			delete(inv.Unannounced, d.Token)
-			if len(inv.Unannounced) == 0 {
-				inv.Unannounced = nil
+		if r := s.invs[d.ID]; r != nil && r.unannounced != nil {
+			delete(r.unannounced, d.Token)
+			if len(r.unannounced) == 0 {
+				r.unannounced = nil
 			}
 		}
 	}
@@ -260,14 +267,14 @@ func (s *Store) ClaimDue(_ context.Context, now int64, lease time.Duration, max 
 func (s *Store) sweep(now int64) {
 	for s.expiryQ.Len() > 0 && s.expiryQ[0].at <= now {
 		e := heap.Pop(&s.expiryQ).(timed)
-		inv := s.invs[e.id]
-		if inv == nil || !invite.Dropped(inv, now) {
+		r := s.invs[e.id]
+		if r == nil || !r.dropped(now) {
 			continue // already gone, or its expiry moved
 		}
 		delete(s.invs, e.id)
 		delete(s.deadlines, e.id)
-		removeFrom(s.outgoing, inv.Inviter, e.id)
-		for _, u := range inv.Invitees {
+		removeFrom(s.outgoing, r.inviter, e.id)
+		for _, u := range r.invitees {
 			s.unindex(u, e.id)
 		}
 	}
@@ -281,7 +288,23 @@ func (s *Store) sweep(now int64) {
 	}
 }
 
-func (s *Store) unindex(user, id string) { removeFrom(s.pending, user, id) }
+// unindex forgets that user may be pending in id. A user is pending in
+// few invitations (at most MaxPending), so a slice serves, for a fraction
+// of a map's memory.
+func (s *Store) unindex(user, id string) {
+	ids := s.pending[user]
+	i := slices.Index(ids, id)
+	if i < 0 {
+		return
+	}
+	ids[i] = ids[len(ids)-1]
+	ids[len(ids)-1] = ""
+	if ids = ids[:len(ids)-1]; len(ids) == 0 {
+		delete(s.pending, user)
+	} else {
+		s.pending[user] = ids
+	}
+}
 
 // AddMembers implements group.Store.
 func (s *Store) AddMembers(_ context.Context, groupID string, members []string) ([]string, error) {
