@@ -127,7 +127,7 @@ func (c *Conn) readLoop() {
 }
 
 // errNotSent is wrapped by call's error when the request was not written
-// (the connection had ended): it cannot have taken effect.
+// whole: it cannot have taken effect.
 var errNotSent = errors.New("request not sent")
 
 // Call sends op with params and waits for its reply; the reply's Code says
@@ -162,10 +162,10 @@ func (c *Conn) call(ctx, wctx context.Context, op string, params map[string]any)
 		c.mu.Unlock()
 	}()
 	if err := c.ws.Write(wctx, websocket.MessageText, b); err != nil {
-		if c.ended() {
-			return nil, fmt.Errorf("%s: %w: connection closed: %w", op, errNotSent, c.err)
-		}
-		return nil, fmt.Errorf("%s: %w", op, err)
+		// The frame did not get out whole (the connection had ended, or
+		// the write's context did, which closes it), so the server cannot
+		// have served it.
+		return nil, fmt.Errorf("%s: %w: %w", op, errNotSent, err)
 	}
 	select {
 	case f := <-ch:
