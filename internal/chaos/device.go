@@ -86,8 +86,8 @@ func (d *device) hold(ctx context.Context, c *wsConn, seq int) {
 	}()
 	for {
 		select {
-		case <-c.done:
-			rec.Status, rec.Reason = c.closeStatus(), fmt.Sprint(c.err)
+		case <-c.Done():
+			rec.Status, rec.Reason = c.closeStatus(), fmt.Sprint(c.Err())
 			return
 		case <-ctx.Done():
 			c.close()
