@@ -47,8 +47,11 @@ export interface ConnectionChange {
   retryIn?: number;
   /**
    * connected after a reconnect: true when every event missed meanwhile
-   * follows; false when the server could not tell, and only invitations
-   * still ringing follow: refresh what you show with getSignalingInfo.
+   * follows; false when they cannot be replayed (the absence outlasted what
+   * the server keeps, or nothing was kept for the user before, so there was
+   * no eventID to resume from) and only invitations still ringing follow:
+   * refresh what you show with getSignalingInfo. After login(): present
+   * when it resumed from a stored eventID.
    */
   recovered?: boolean;
   error?: SignalingError;
@@ -490,7 +493,9 @@ export class SignalingClient {
     this.setState({
       state: "connected",
       reason: reconnecting ? "reconnected" : "loggedIn",
-      recovered: resumed ? r.recovered === true : undefined,
+      // A reconnect without an eventID to resume from (nothing was kept
+      // for the user yet) recovers nothing either.
+      recovered: resumed ? r.recovered === true : reconnecting ? false : undefined,
     });
     this.attempt = 0;
     this.startHeartbeat();

@@ -420,7 +420,9 @@ var SignalingClient = class {
     this.setState({
       state: "connected",
       reason: reconnecting ? "reconnected" : "loggedIn",
-      recovered: resumed ? r.recovered === true : void 0
+      // A reconnect without an eventID to resume from (nothing was kept
+      // for the user yet) recovers nothing either.
+      recovered: resumed ? r.recovered === true : reconnecting ? false : void 0
     });
     this.attempt = 0;
     this.startHeartbeat();
