@@ -21,7 +21,7 @@ type options struct {
 
 const usageHead = `signald-bench drives a running signald over real WebSockets and reports
 throughput, latency percentiles, errors by reply code, and what the work cost
-the server (from its /metrics), Redis (INFO commandstats, with -redis) and
+the server (from its /metrics), Redis (INFO commandstats and cpu, with -redis) and
 the bench itself.
 
 Scenarios (-scenario):
@@ -57,6 +57,20 @@ Scenarios (-scenario):
          (-redis-prefix: signald's --redis-prefix). They are cancelled at
          the end, and once dropped the heap is read again: what is left
          beyond their kept events is memory that does not come back.
+  invites issue #11's load shape: -callees idle logged-in users (2000),
+         -callers callers (8) with -per-caller invites in flight each (1),
+         3 s of warm-up then -duration. Each invite (timeout 60 s) goes to
+         a callee of its own, round-robin; the delivery measured is its
+         onReceiveNewInvitation, and the slot's next invite goes out as
+         soon as it arrived (closed loop) or on -rate's schedule. Callees
+         never answer; the caller cancels each delivered invitation
+         (-cancel-delivered) so that none piles up against signald's
+         quotas. Reports deliveries/s, invite -> delivery p50/p90/p99/max,
+         the cancels, and CPU seconds per 1,000 deliveries of the server
+         (/metrics) and, with -redis, of Redis (INFO cpu) and both.
+         signald must run with its per-connection rate limit and invite
+         budget raised (--rate-limit, --rate-burst, --invite-rate,
+         --invite-burst).
 
 The run stops by itself; Ctrl-C stops it early and still prints what was
 measured. The exit status is 1 when nothing succeeded, more than
@@ -71,6 +85,8 @@ Examples:
   signald-bench -scenario calls -redis 127.0.0.1:6379
   signald-bench -scenario gap -conns 10000 -rate 500 -redis 127.0.0.1:6379
   signald-bench -scenario memory -pprof http://127.0.0.1:6060   (signald --pprof-addr 127.0.0.1:6060 --retention 2s)
+  signald-bench -scenario invites -redis 127.0.0.1:6379
+  signald-bench -scenario invites -rate 3000                     (half of a run's deliveries/s: the latency target)
 
 Flags:
 `
@@ -98,7 +114,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		fs.PrintDefaults()
 	}
 
-	fs.StringVar(&c.Scenario, "scenario", c.Scenario, "what to run: idle, calls, group, gap or memory")
+	fs.StringVar(&c.Scenario, "scenario", c.Scenario, "what to run: idle, calls, group, gap, memory or invites")
 	fs.StringVar(&c.URL, "url", c.URL, "signald WebSocket endpoint")
 	fs.StringVar(&c.OtherURL, "other-url", "", "a second instance sharing the same Redis: every other connection (the callees) goes there, to measure the cross-instance path; server figures are -url's")
 	fs.StringVar(&c.AdminURL, "admin-url", "", "base URL of the admin API (default: http://host:port of -url)")
@@ -114,17 +130,22 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 
 	fs.IntVar(&c.Pairs, "pairs", c.Pairs, "calls, gap: caller/callee pairs, each user its own connection")
 	fs.IntVar(&c.Inflight, "inflight", c.Inflight, "calls, gap: setups in flight at once, over all pairs")
-	fs.Float64Var(&c.Rate, "rate", c.Rate, "calls, gap: target setups started per second (0 = as fast as -inflight allows)")
-	fs.DurationVar(&c.Duration, "duration", c.Duration, "calls: measured time after the warmup")
-	fs.DurationVar(&c.Warmup, "warmup", c.Warmup, "calls, gap: load before measuring starts (not in the figures); gap: before the first kill")
+	fs.Float64Var(&c.Rate, "rate", c.Rate, "calls, gap: target setups started per second (0 = as fast as -inflight allows); invites: target invites per second over all callers (0 = closed loop)")
+	fs.DurationVar(&c.Duration, "duration", c.Duration, "calls, invites: measured time after the warmup")
+	fs.DurationVar(&c.Warmup, "warmup", c.Warmup, "calls, gap, invites: load before measuring starts (not in the figures); gap: before the first kill; invites: 3s unless set")
 	fs.Float64Var(&c.RejectPct, "reject-pct", c.RejectPct, "calls, gap: percent of invitations the callee rejects")
 	fs.Float64Var(&c.CancelPct, "cancel-pct", c.CancelPct, "calls, gap: percent the caller cancels once the callee has the invitation")
 	fs.Float64Var(&c.TimeoutPct, "timeout-pct", c.TimeoutPct, "calls, gap: percent sent with timeout 1 and left unanswered (kept out of the setup latency)")
-	fs.IntVar(&c.InviteTimeout, "invite-timeout", c.InviteTimeout, "timeout parameter (seconds) of answered invitations and group invitations")
+	fs.IntVar(&c.InviteTimeout, "invite-timeout", c.InviteTimeout, "timeout parameter (seconds) of answered invitations and group invitations; invites: 60 unless set")
 	fs.IntVar(&c.DataSize, "data-size", c.DataSize, "bytes of invite data (0 = a short {\"cmd\":\"videoCall\"})")
 
 	fs.IntVar(&c.Kills, "kills", c.Kills, "gap: how many times to kill signald's Pub/Sub connections (CLIENT KILL TYPE pubsub)")
 	fs.DurationVar(&c.KillInterval, "kill-interval", c.KillInterval, "gap: time between kills, and load after the last")
+
+	fs.IntVar(&c.Callees, "callees", c.Callees, "invites: idle logged-in callees (N); at least -callers × -per-caller")
+	fs.IntVar(&c.Callers, "callers", c.Callers, "invites: callers (P), each its own connection")
+	fs.IntVar(&c.PerCaller, "per-caller", c.PerCaller, "invites: invites in flight per caller (W)")
+	fs.BoolVar(&c.CancelDelivered, "cancel-delivered", c.CancelDelivered, "invites: the caller cancels each invitation once delivered (false: they stay pending until their timeout; raise signald's --max-active-invitations and --max-pending-invitations)")
 
 	fs.IntVar(&c.GroupSize, "group-size", c.GroupSize, "group: invitees per group invitation (K)")
 	fs.IntVar(&c.Rounds, "rounds", c.Rounds, "group: invite-and-cancel rounds")
@@ -155,6 +176,14 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if c.Scenario == bench.ScenarioGap && !isSet(fs, "conns") {
 		c.Conns = gapConns
+	}
+	if c.Scenario == bench.ScenarioInvites {
+		if !isSet(fs, "warmup") {
+			c.Warmup = bench.InvitesWarmup
+		}
+		if !isSet(fs, "invite-timeout") {
+			c.InviteTimeout = bench.InvitesInviteTimeout
+		}
 	}
 	return o, c.Normalize()
 }

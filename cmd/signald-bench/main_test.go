@@ -83,6 +83,31 @@ func TestParseFlagsMemory(t *testing.T) {
 	}
 }
 
+func TestParseFlagsInvites(t *testing.T) {
+	o, err := parseFlags([]string{"-scenario", "invites"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Issue #11's shape unless told otherwise.
+	if c := o.cfg; c.Callees != 2000 || c.Callers != 8 || c.PerCaller != 1 || c.Warmup != 3*time.Second ||
+		c.Duration != 10*time.Second || c.InviteTimeout != 60 || !c.CancelDelivered || c.Rate != 0 {
+		t.Errorf("invites defaults: %+v", c)
+	}
+	o, err = parseFlags([]string{"-scenario", "invites", "-callees", "100", "-callers", "4", "-per-caller", "2",
+		"-warmup", "0s", "-invite-timeout", "30", "-cancel-delivered=false", "-rate", "2500"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := o.cfg; c.Callees != 100 || c.Callers != 4 || c.PerCaller != 2 || c.Warmup != 0 || c.InviteTimeout != 30 ||
+		c.CancelDelivered || c.Rate != 2500 {
+		t.Errorf("invites flags: %+v", c)
+	}
+	// The calls scenario keeps its own defaults.
+	if o, _ := parseFlags(nil, &bytes.Buffer{}); o.cfg.Warmup != time.Second || o.cfg.InviteTimeout != 30 {
+		t.Errorf("calls: warmup %v, invite timeout %d", o.cfg.Warmup, o.cfg.InviteTimeout)
+	}
+}
+
 func TestParseFlagsRejectsBadValues(t *testing.T) {
 	for _, args := range [][]string{
 		{"-scenario", "storm"},
@@ -104,6 +129,11 @@ func TestParseFlagsRejectsBadValues(t *testing.T) {
 		{"-scenario", "memory", "-flood-data-size", "12289"},
 		{"-scenario", "memory", "-pprof", "127.0.0.1:6060"},
 		{"-scenario", "memory", "-metrics-url", "off"},
+		{"-scenario", "invites", "-callees", "10", "-callers", "4", "-per-caller", "3"},
+		{"-scenario", "invites", "-callers", "0"},
+		{"-scenario", "invites", "-per-caller", "0"},
+		{"-scenario", "invites", "-other-url", "ws://127.0.0.1:2/v1/ws"},
+		{"-scenario", "invites", "-rate", "-5"},
 		{"stray"},
 		{"-no-such-flag"},
 	} {
@@ -119,7 +149,8 @@ func TestHelpDocumentsEveryScenario(t *testing.T) {
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("-h: %v", err)
 	}
-	for _, want := range []string{"idle", "calls", "group", "gap", "memory", "CLIENT KILL TYPE pubsub", "-kills", "-kill-interval", "-src-addrs", "-inflight", "-redis", "-max-error-pct", "-json",
+	for _, want := range []string{"idle", "calls", "group", "gap", "memory", "invites", "-callees", "-callers", "-per-caller",
+		"-cancel-delivered", "--max-active-invitations", "--invite-rate", "CLIENT KILL TYPE pubsub", "-kills", "-kill-interval", "-src-addrs", "-inflight", "-redis", "-max-error-pct", "-json",
 		"-pprof", "-pending", "-pending-data-sizes", "-flood", "-flood-wait", "-per-user", "-redis-prefix", "--retention"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("usage lacks %q", want)

@@ -13,11 +13,20 @@ import (
 
 // Scenario names.
 const (
-	ScenarioIdle   = "idle"
-	ScenarioCalls  = "calls"
-	ScenarioGroup  = "group"
-	ScenarioGap    = "gap"
-	ScenarioMemory = "memory"
+	ScenarioIdle    = "idle"
+	ScenarioCalls   = "calls"
+	ScenarioGroup   = "group"
+	ScenarioGap     = "gap"
+	ScenarioMemory  = "memory"
+	ScenarioInvites = "invites"
+)
+
+// The invites scenario's warm-up and invite timeout: issue #11's shape.
+// The command line applies them when -warmup and -invite-timeout are not
+// given; a Config filled by hand says what it wants.
+const (
+	InvitesWarmup        = 3 * time.Second
+	InvitesInviteTimeout = 60
 )
 
 // maxDataSize is the largest data signald accepts (invite.MaxDataBytes).
@@ -62,6 +71,18 @@ type Config struct {
 	Kills        int           `json:"kills"`          // CLIENT KILL TYPE pubsub, this many times
 	KillInterval time.Duration `json:"killIntervalNs"` // between kills, and after the last
 
+	// invites (invites.go): Callees idle logged-in users, Callers callers
+	// with PerCaller invites in flight each, closed loop (or paced to Rate),
+	// for Warmup + Duration; InviteTimeout and DataSize shape the invite.
+	Callers   int `json:"callers"`
+	Callees   int `json:"callees"`
+	PerCaller int `json:"perCaller"`
+	// CancelDelivered: the caller cancels each invitation once it has been
+	// delivered, so that none piles up against signald's quotas (100 active
+	// per inviter, 100 pending per invitee). Off, they stay pending until
+	// their timeout and the server's quotas must be raised.
+	CancelDelivered bool `json:"cancelDelivered"`
+
 	// group
 	GroupSize int `json:"groupSize"`
 	Rounds    int `json:"rounds"`
@@ -103,6 +124,10 @@ func DefaultConfig() Config {
 		Conns:           1000,
 		Hold:            10 * time.Second,
 		Pairs:           64,
+		Callers:         8,
+		Callees:         2000,
+		PerCaller:       1,
+		CancelDelivered: true,
 		Inflight:        8,
 		Duration:        10 * time.Second,
 		Warmup:          time.Second,
@@ -224,8 +249,10 @@ func (c *Config) Normalize() error {
 		}
 	case ScenarioMemory:
 		errs = append(errs, c.memoryErrors()...)
+	case ScenarioInvites:
+		errs = append(errs, c.invitesErrors()...)
 	default:
-		errs = append(errs, fmt.Errorf("-scenario %q: want idle, calls, group, gap or memory", c.Scenario))
+		errs = append(errs, fmt.Errorf("-scenario %q: want idle, calls, group, gap, memory or invites", c.Scenario))
 	}
 	if c.DataSize < 0 || c.DataSize > maxDataSize {
 		errs = append(errs, fmt.Errorf("-data-size must be within 0..%d (got %d)", maxDataSize, c.DataSize))
@@ -250,6 +277,38 @@ func (c *Config) gapErrors() []error {
 	}
 	if !c.metricsEnabled() {
 		errs = append(errs, errors.New("-scenario gap reads the catch-up from /metrics: -metrics-url must not be off"))
+	}
+	return errs
+}
+
+// invitesErrors checks what only the invites scenario needs.
+func (c *Config) invitesErrors() []error {
+	var errs []error
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"callers", c.Callers}, {"callees", c.Callees}, {"per-caller", c.PerCaller}} {
+		if f.v < 1 {
+			errs = append(errs, fmt.Errorf("-%s must be at least 1 (got %d)", f.name, f.v))
+		}
+	}
+	if c.Callers >= 1 && c.PerCaller >= 1 && c.Callees < c.Callers*c.PerCaller {
+		// Every invitation in flight has a callee of its own, so that a
+		// delivery tells by its callee which invitation it is.
+		errs = append(errs, fmt.Errorf("-callees %d is fewer than the %d invitations in flight (-callers × -per-caller): each needs a callee of its own",
+			c.Callees, c.Callers*c.PerCaller))
+	}
+	if c.Duration <= 0 {
+		errs = append(errs, errors.New("-duration must be positive"))
+	}
+	if c.Warmup < 0 || c.Rate < 0 {
+		errs = append(errs, errors.New("-warmup and -rate must not be negative"))
+	}
+	if c.InviteTimeout < 2 {
+		errs = append(errs, fmt.Errorf("-invite-timeout must be at least 2 seconds (got %d)", c.InviteTimeout))
+	}
+	if c.OtherURL != "" {
+		errs = append(errs, errors.New("-scenario invites runs against one instance: -other-url is not supported"))
 	}
 	return errs
 }

@@ -1,13 +1,14 @@
 // Package bench is the engine of signald-bench, signald's load generator.
 //
-// It drives a running signald over real WebSockets in one of five
+// It drives a running signald over real WebSockets in one of six
 // scenarios (idle connections, one-to-one call setups, group invitations,
 // call setups among many idle users while signald's Redis Pub/Sub
 // connections are killed, the server's memory per pending invitation and
-// after a flood), measures latencies on the client side, and reads the
-// server's own cost (CPU, memory, connections) from its /metrics endpoint
-// and, when signald runs on Redis, the Redis command counts and memory from
-// INFO, so that one report says what a call setup costs end to end.
+// after a flood, invites to many idle callees from a few callers),
+// measures latencies on the client side, and reads the server's own cost
+// (CPU, memory, connections) from its /metrics endpoint and, when signald
+// runs on Redis, the Redis command counts, CPU and memory from INFO, so
+// that one report says what a call setup costs end to end.
 //
 // The load tool must never be the bottleneck, so the hot path is lean on
 // purpose: one reader goroutine per connection calls a scenario's handler

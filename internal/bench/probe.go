@@ -33,6 +33,7 @@ type snapshot struct {
 	redisErr   error
 	self       time.Duration
 	machine    MachineCPU
+	loadAvg    float64 // 1-minute load average; -1 when unknown
 }
 
 func newProbe(cfg *Config) *probe {
@@ -55,7 +56,7 @@ func (p *probe) close() {
 func (p *probe) take(ctx context.Context) snapshot {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	s := snapshot{at: time.Now(), self: SelfCPU(), machine: ReadMachineCPU()}
+	s := snapshot{at: time.Now(), self: SelfCPU(), machine: ReadMachineCPU(), loadAvg: ReadLoadAvg()}
 	if p.cfg.metricsEnabled() {
 		s.metrics, s.metricsErr = ScrapeMetrics(ctx, p.hc, p.cfg.MetricsURL)
 	} else {
@@ -123,7 +124,55 @@ func (p *probe) costs(r *Report, before, after snapshot, units []unit) {
 	if busy := after.machine.BusyPct(before.machine); busy >= 0 {
 		b.add("machine_busy_pct", "machine CPU busy (all processes)", busy, "%")
 	}
+	if before.loadAvg >= 0 && after.loadAvg >= 0 {
+		b.add("loadavg_start", "load average (1 min) at the window's start", before.loadAvg, "")
+		b.add("loadavg_end", "load average (1 min) at the window's end", after.loadAvg, "")
+	}
 	b.add("machine_cpus", "CPUs on this machine", float64(runtime.NumCPU()), "")
+}
+
+// cpuCost is the CPU the server and Redis used between two readings.
+type cpuCost struct {
+	server, redis       float64 // seconds
+	hasServer, hasRedis bool
+}
+
+// cpuBetween reads the server's CPU (process_cpu_seconds_total) and
+// Redis's (INFO cpu) deltas from two readings.
+func cpuBetween(before, after snapshot) cpuCost {
+	var c cpuCost
+	c.server, c.hasServer = cpuDelta(before, after)
+	if before.redisErr == nil && after.redisErr == nil {
+		d := after.redis.Sub(before.redis)
+		c.redis, c.hasRedis = d.CPUSeconds, d.HasCPU
+	}
+	return c
+}
+
+// perThousand adds the section "cpu per 1,000 <plural>": the server's
+// CPU seconds, Redis's and both together, per 1,000 units of work. The
+// together figure needs both (with -redis); without -redis it is the
+// server's alone, as there is no Redis.
+func (p *probe) perThousand(r *Report, c cpuCost, plural string, n float64) {
+	if n <= 0 {
+		return
+	}
+	s := r.section("cpu per 1,000 " + plural)
+	k := 1000 / n
+	if c.hasServer {
+		s.add("server_cpu_s_per_1k", "server CPU seconds per 1,000 "+plural, c.server*k, "s")
+	}
+	if p.rdb == nil {
+		return
+	}
+	if !c.hasRedis {
+		r.note("Redis's INFO cpu could not be read: no Redis CPU per 1,000 %s", plural)
+		return
+	}
+	s.add("redis_cpu_s_per_1k", "Redis CPU seconds per 1,000 "+plural+" (INFO cpu)", c.redis*k, "s")
+	if c.hasServer {
+		s.add("server_redis_cpu_s_per_1k", "server + Redis CPU seconds per 1,000 "+plural, (c.server+c.redis)*k, "s")
+	}
 }
 
 func cpuDelta(before, after snapshot) (float64, bool) {
@@ -191,6 +240,15 @@ func (p *probe) redisCosts(r *Report, before, after snapshot, window float64, un
 		usec += c.Usec
 	}
 	s.add("busy_pct", "Redis busy executing commands", 100*float64(usec)/1e6/window, "%")
+	if d.HasCPU {
+		s.add("cpu_seconds", "Redis CPU used (INFO cpu: used_cpu_sys + used_cpu_user)", d.CPUSeconds, "s")
+		s.add("cpu_pct_of_core", "Redis CPU, share of one core", 100*d.CPUSeconds/window, "%")
+		for _, u := range units {
+			if u.n > 0 {
+				s.add("cpu_us_per_"+u.name, "Redis CPU per "+u.name, 1e6*d.CPUSeconds/u.n, "µs")
+			}
+		}
+	}
 	for i, u := range units {
 		if u.n <= 0 {
 			continue

@@ -23,6 +23,11 @@ type CmdStat struct {
 type RedisSnapshot struct {
 	Commands map[string]CmdStat // by command name, e.g. "evalsha", "client|setinfo"
 	Total    int64              // total_commands_processed from INFO stats
+	// CPUSeconds is used_cpu_sys + used_cpu_user from INFO cpu: the CPU the
+	// redis-server process has used since it started. HasCPU is false when
+	// INFO cpu could not be read (the command figures do not need it).
+	CPUSeconds float64
+	HasCPU     bool
 }
 
 // ParseCommandStats parses the output of INFO commandstats, whose lines
@@ -69,7 +74,31 @@ func InfoField(info, field string) (string, bool) {
 	return "", false
 }
 
-// SnapshotRedis reads INFO commandstats and INFO stats.
+// ParseInfoCPU returns used_cpu_sys + used_cpu_user from the output of
+// INFO cpu, whose lines look like
+//
+//	used_cpu_sys:12.345678
+//	used_cpu_user:23.456789
+//
+// The children's fields (a fork for a save) are left out: a benchmark's
+// Redis saves nothing.
+func ParseInfoCPU(info string) (float64, error) {
+	var total float64
+	for _, field := range []string{"used_cpu_sys", "used_cpu_user"} {
+		v, ok := InfoField(info, field)
+		if !ok {
+			return 0, fmt.Errorf("redis INFO cpu has no %s", field)
+		}
+		n, err := strconv.ParseFloat(v, 64)
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("redis %s %q is not a number of seconds", field, v)
+		}
+		total += n
+	}
+	return total, nil
+}
+
+// SnapshotRedis reads INFO commandstats, INFO stats and INFO cpu.
 func SnapshotRedis(ctx context.Context, rdb *redis.Client) (RedisSnapshot, error) {
 	cs, err := rdb.Info(ctx, "commandstats").Result()
 	if err != nil {
@@ -91,7 +120,12 @@ func SnapshotRedis(ctx context.Context, rdb *redis.Client) (RedisSnapshot, error
 	if err != nil {
 		return RedisSnapshot{}, fmt.Errorf("redis total_commands_processed %q: %w", v, err)
 	}
-	return RedisSnapshot{Commands: cmds, Total: total}, nil
+	snap := RedisSnapshot{Commands: cmds, Total: total}
+	if info, err := rdb.Info(ctx, "cpu").Result(); err == nil {
+		snap.CPUSeconds, err = ParseInfoCPU(info)
+		snap.HasCPU = err == nil
+	}
+	return snap, nil
 }
 
 // benchOwnCommands are commands the bench itself sends to read the
@@ -104,11 +138,18 @@ type RedisDelta struct {
 	Commands map[string]CmdStat
 	Calls    int64 // sum of Commands' calls
 	Total    int64 // total_commands_processed delta (includes the bench's INFO calls)
+	// CPUSeconds is the CPU Redis used in between (its INFO calls
+	// included, a few hundred microseconds); HasCPU says both snapshots had it.
+	CPUSeconds float64
+	HasCPU     bool
 }
 
 // Sub returns what happened from before to s.
 func (s RedisSnapshot) Sub(before RedisSnapshot) RedisDelta {
 	d := RedisDelta{Commands: map[string]CmdStat{}, Total: s.Total - before.Total}
+	if s.HasCPU && before.HasCPU {
+		d.CPUSeconds, d.HasCPU = s.CPUSeconds-before.CPUSeconds, true
+	}
 	for name, after := range s.Commands {
 		if benchOwnCommands[name] {
 			continue

@@ -71,3 +71,24 @@ func TestRedisDelta(t *testing.T) {
 		t.Fatalf("Top(100) = %v", d.Top(100))
 	}
 }
+
+func TestParseInfoCPU(t *testing.T) {
+	// Captured from redis-server 7.0 (INFO cpu).
+	info := "# CPU\r\nused_cpu_sys:1.250000\r\nused_cpu_user:2.500000\r\nused_cpu_sys_children:9.000000\r\n" +
+		"used_cpu_user_children:9.000000\r\nused_cpu_sys_main_thread:1.200000\r\nused_cpu_user_main_thread:2.400000\r\n"
+	if v, err := ParseInfoCPU(info); err != nil || v != 3.75 {
+		t.Fatalf("got %v, %v; want 3.75 (the children's and the main thread's left out)", v, err)
+	}
+	for _, bad := range []string{"", "# CPU\r\nused_cpu_sys:1\r\n", "used_cpu_sys:1\r\nused_cpu_user:x\r\n", "used_cpu_sys:-1\r\nused_cpu_user:1\r\n"} {
+		if _, err := ParseInfoCPU(bad); err == nil {
+			t.Errorf("ParseInfoCPU(%q) succeeded", bad)
+		}
+	}
+	a := RedisSnapshot{CPUSeconds: 5, HasCPU: true}
+	if d := a.Sub(RedisSnapshot{CPUSeconds: 3.5, HasCPU: true}); !d.HasCPU || d.CPUSeconds != 1.5 {
+		t.Errorf("delta %+v", d)
+	}
+	if d := a.Sub(RedisSnapshot{}); d.HasCPU {
+		t.Errorf("a delta without the reading before has CPU: %+v", d)
+	}
+}

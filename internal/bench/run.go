@@ -46,6 +46,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		err = runGap(ctx, &cfg, d, p, r)
 	case ScenarioMemory:
 		err = runMemory(ctx, &cfg, d, p, r)
+	case ScenarioInvites:
+		err = runInvites(ctx, &cfg, d, p, r)
 	default:
 		err = fmt.Errorf("unknown scenario %q", cfg.Scenario)
 	}
