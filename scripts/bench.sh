@@ -5,9 +5,10 @@
 # instances, timeouts with three instances sharing the due set after a
 # long load, Pub/Sub gaps under load (CLIENT KILL TYPE pubsub with 10,000
 # users), the memory bound (heap per pending invitation, heap after a flood;
-# in each mode), then the Go microbenchmarks, and writes everything to
-# docs/benchmarks.md with the exact commands, the machine and the date.
-# Bounded: about six minutes.
+# in each mode), issue #11's invites shape (three runs each way, medians),
+# then the Go microbenchmarks, and writes everything to docs/benchmarks.md
+# with the exact commands, the machine and the date. Bounded: about eleven
+# minutes.
 set -eu
 cd "$(dirname "$0")/.."
 out=${BENCH_OUT:-docs/benchmarks.md}
@@ -105,6 +106,26 @@ lat() {
 	awk -v l="$2" -v c="$3" 'index($0, "  " l) == 1 { n = split($0, a, /  +/); print a[n - 6 + c - 1]; exit }' "$tmp/$1.txt"
 }
 setups() { field "$1" "call setups per second" | awk '{print int($1)}'; }
+# median: the middle of the numbers on stdin (the lower middle of an even
+# count; "—" for none).
+median() { awk 'NF' | sort -g | awk '{v[NR] = $1} END {if (NR) print v[int((NR + 1) / 2)]; else print "—"}'; }
+# med LABEL NAME...: the median of a report figure over runs, without its unit.
+med() {
+	l=$1
+	shift
+	for n in "$@"; do field "$n" "$l" | awk '{print $1}'; done | median
+}
+# medlat LABEL COLUMN NAME...: the median of a latency column over runs.
+medlat() {
+	l=$1
+	c=$2
+	shift 2
+	for n in "$@"; do lat "$n" "$l" "$c"; done | median
+}
+# flush_redis: empties the private Redis (when there is one) between runs
+# that leave invitations pending, so that their timeouts do not fire during
+# the next run.
+flush_redis() { [ -z "$redis" ] || redis-cli -p "$rport" flushall >/dev/null; }
 
 scenarios() { # MODE EXTRA...: the standard scenarios against one store
 	mode=$1
@@ -129,6 +150,60 @@ scenarios() { # MODE EXTRA...: the standard scenarios against one store
 	run "$mode-memory" -scenario memory -pprof "http://127.0.0.1:$pport" -flood-wait 60s $benchredis $benchprefix
 	sed -i "s|http://127.0.0.1:$pport|http://127.0.0.1:PPROF|g" "$tmp/$mode-memory.cmd"
 	stop_daemon
+	invites "$@"
+}
+
+# invites MODE-ARGS...: issue #11's shape (-scenario invites: 2,000 idle
+# callees, 8 callers with one invite in flight each, 3 s of warm-up, then
+# $dur), three runs each on a fresh daemon (and an emptied Redis). First as
+# the issue measured it: nobody answers or cancels, so the invitations stay
+# pending for their 60 s and the quotas they would exceed are raised; then
+# the same paced at half the median deliveries/s (the p99 target); then with
+# each delivered invitation cancelled by its caller (the tool's default,
+# which holds under signald's default quotas).
+invites() {
+	quotas="--max-active-invitations 10000000 --max-pending-invitations 10000000"
+	for i in 1 2 3; do
+		flush_redis
+		start_daemon "$@" $quotas
+		run "$mode-invites-$i" -scenario invites -duration "$dur" -cancel-delivered=false $benchredis
+		stop_daemon
+	done
+	half=$(med 'deliveries (onReceiveNewInvitation) per second' "$mode-invites-1" "$mode-invites-2" "$mode-invites-3" |
+		awk '$1 + 0 > 0 {printf "%d", $1 / 2}')
+	[ -n "$half" ] || half=1000
+	for i in 1 2 3; do
+		flush_redis
+		start_daemon "$@" $quotas
+		run "$mode-invites-half-$i" -scenario invites -duration "$dur" -cancel-delivered=false -rate "$half" $benchredis
+		stop_daemon
+	done
+	for i in 1 2 3; do
+		flush_redis
+		start_daemon "$@"
+		run "$mode-invites-cancel-$i" -scenario invites -duration "$dur" $benchredis
+		stop_daemon
+	done
+	flush_redis
+}
+
+# inv KIND LABEL MODE, invlat KIND LABEL COLUMN MODE: the median over a
+# mode's three invites runs of KIND ("", "-half", "-cancel").
+inv() { med "$2" "$3-invites$1-1" "$3-invites$1-2" "$3-invites$1-3"; }
+invlat() { medlat "$2" "$3" "$4-invites$1-1" "$4-invites$1-2" "$4-invites$1-3"; }
+# invcpu KIND MODE: CPU seconds per 1,000 deliveries, medians: the server's
+# in memory mode; server + Redis (server / Redis) in Redis mode.
+invcpu() {
+	if [ "$2" = memory ]; then
+		echo "$(inv "$1" 'server CPU seconds per 1,000 deliveries' "$2") s (server)"
+	else
+		echo "$(inv "$1" 'server + Redis CPU seconds per 1,000 deliveries' "$2") s ($(inv "$1" 'server CPU seconds per 1,000 deliveries' "$2") / $(inv "$1" 'Redis CPU seconds per 1,000 deliveries' "$2"))"
+	fi
+}
+# invload KIND MODE: machine busy % and 1-minute load average at the
+# window's start, medians.
+invload() {
+	echo "$(inv "$1" 'machine CPU busy' "$2") % / $(inv "$1" "load average (1 min) at the window's start" "$2")"
 }
 
 echo "memory mode..." >&2
@@ -212,6 +287,12 @@ SIGNALD_TEST_REDIS_ADDR="127.0.0.1:$rport" go test -run '^$' -bench . -benchmem 
 	echo "| group of 200 online invitees: all delivered p50 / p99 (ms) | $(lat memory-group 'round: inviteInGroup → all K delivered' 3) / $(lat memory-group 'round: inviteInGroup → all K delivered' 5) | $(lat redis-group 'round: inviteInGroup → all K delivered' 3) / $(lat redis-group 'round: inviteInGroup → all K delivered' 5) |"
 	echo "| idle connections held | $(field memory-idle 'connections established') | $(field redis-idle 'connections established') |"
 	echo "| server RSS per idle logged-in connection | $(field memory-idle 'RSS per idle connection') | $(field redis-idle 'RSS per idle connection') |"
+	echo "| invites, issue #11's shape (2,000 idle callees, 8 callers × 1 in flight, 3 s warm-up + $dur, invitations left pending): deliveries/s, median of 3 | $(inv '' 'deliveries (onReceiveNewInvitation) per second' memory) /s | $(inv '' 'deliveries (onReceiveNewInvitation) per second' redis) /s |"
+	echo "| in those runs: invite → delivery p50 / p99 (ms), medians | $(invlat '' 'invite → onReceiveNewInvitation' 3 memory) / $(invlat '' 'invite → onReceiveNewInvitation' 5 memory) | $(invlat '' 'invite → onReceiveNewInvitation' 3 redis) / $(invlat '' 'invite → onReceiveNewInvitation' 5 redis) |"
+	echo "| in those runs: CPU seconds per 1,000 deliveries, server + Redis (server / Redis), medians | $(invcpu '' memory) | $(invcpu '' redis) |"
+	echo "| the same shape at half that rate (-rate): invite → delivery p50 / p99 (ms), medians of 3 | $(invlat -half 'invite → onReceiveNewInvitation' 3 memory) / $(invlat -half 'invite → onReceiveNewInvitation' 5 memory) at $(field memory-invites-half-1 'target invites per second') | $(invlat -half 'invite → onReceiveNewInvitation' 3 redis) / $(invlat -half 'invite → onReceiveNewInvitation' 5 redis) at $(field redis-invites-half-1 'target invites per second') |"
+	echo "| the same shape, each delivered invitation cancelled by its caller (signald's default quotas): deliveries/s; CPU s per 1,000 deliveries, medians of 3 | $(inv -cancel 'deliveries (onReceiveNewInvitation) per second' memory) /s; $(invcpu -cancel memory) | $(inv -cancel 'deliveries (onReceiveNewInvitation) per second' redis) /s; $(invcpu -cancel redis) |"
+	echo "| machine during the invites runs (left pending / half rate / cancelled): CPU busy % / load average at the start, medians | $(invload '' memory); $(invload -half memory); $(invload -cancel memory) | $(invload '' redis); $(invload -half redis); $(invload -cancel redis) |"
 	echo "| timeout lateness p50 / p99 (deadline → onInvitationTimeout), mix at full rate (ms) | $(lat memory-mix 'timeout lateness: deadline → onInvitationTimeout' 3) / $(lat memory-mix 'timeout lateness: deadline → onInvitationTimeout' 5) | $(lat redis-mix 'timeout lateness: deadline → onInvitationTimeout' 3) / $(lat redis-mix 'timeout lateness: deadline → onInvitationTimeout' 5) |"
 	echo "| the same with three instances sharing the due set, after $preload of calls load (ms) | — | $(lat redis-3i-mix 'timeout lateness: deadline → onInvitationTimeout' 3) / $(lat redis-3i-mix 'timeout lateness: deadline → onInvitationTimeout' 5) |"
 	echo "| Pub/Sub gaps ($(field redis-gap 'Pub/Sub gaps made') × CLIENT KILL TYPE pubsub, $(field redis-gap 'users logged in') users, calls load): reconnects (connections closed by the server) / events lost | — | $(field redis-gap 'connections closed by the server') / $(field redis-gap 'events lost') |"
@@ -238,10 +319,19 @@ SIGNALD_TEST_REDIS_ADDR="127.0.0.1:$rport" go test -run '^$' -bench . -benchmem 
 	echo "each inviter's timeouts), kept for 24 h and bounded per user and, in memory mode, in all (SIGNALD_EVENTS_MAX_BYTES)."
 	echo "Machine load during the memory runs: $(field memory-memory 'load average (1 min) at the start') / $(field redis-memory 'load average (1 min) at the start') (1-minute load average at the start, memory / Redis mode, on $(nproc) cores)."
 	echo
+	echo "Invites (signald-bench -scenario invites, issue #11's load shape): each run on a fresh daemon (and an emptied Redis) with the"
+	echo "per-connection rate limit and the invite budget lifted; the runs that leave their invitations pending (as the issue's did) also with"
+	echo "--max-active-invitations 10000000 --max-pending-invitations 10000000. The half-rate runs pace the callers with -rate at half the median"
+	echo "deliveries/s of the first three. CPU per 1,000 deliveries is process_cpu_seconds_total from signald's /metrics and, in Redis mode,"
+	echo "used_cpu_sys + used_cpu_user from Redis's INFO cpu, each the difference from the warm-up's end to the last reply. Cancelling costs a"
+	echo "transition, its reply and an event per delivery, and the next invite on a connection waits behind it: compare the cancelled runs"
+	echo "with each other, not with the issue's figures. The machine is shared by all three processes: read the figures as ratios of runs made back to back."
+	echo
 	for mode in memory redis; do
 		echo "## ${mode} mode"
 		echo
-		for s in calls half mix group idle memory cross 3i-load 3i-mix gap; do
+		for s in calls half mix group idle memory invites-1 invites-2 invites-3 invites-half-1 invites-half-2 invites-half-3 \
+			invites-cancel-1 invites-cancel-2 invites-cancel-3 cross 3i-load 3i-mix gap; do
 			n="$mode-$s"
 			[ -f "$tmp/$n.txt" ] || continue
 			echo "### $n"
