@@ -181,6 +181,23 @@ for (const backend of backends) {
       await outgoingIs(alice, "Accepted");
     });
 
+    test("the README's picture: bob, after one missed call, is rung by alice", { skip: backend !== backends[0] }, async (t) => {
+      // Plain names, for docs/demo.png (copied by hand from test-output/readme.png).
+      const carol = await person(server(), "carol", t);
+      const bob = await person(server(), "bob", t);
+      const missed = await call(carol, bob);
+      await carol.page.getByTestId("cancel").click();
+      await incomingIs(missed, "Missed call");
+      await missed.getByTestId("close").click();
+      const alice = await person(server(), "alice", t);
+      const panel = await call(alice, bob);
+      await panel.getByTestId("incoming-countdown").filter({ hasText: /^(2\d|30) s$/ }).waitFor();
+      await panel.evaluate((el) => el.getAnimations({ subtree: true }).filter((a) => a.animationName === "slide-in").forEach((a) => a.finish()));
+      await shot(bob, "readme");
+      await panel.getByTestId("accept").click();
+      await outgoingIs(alice, "Accepted");
+    });
+
     test("a bad name gets a clear message", async (t) => {
       const context = await browser.newContext();
       t.after(() => context.close());
