@@ -363,12 +363,3 @@ export async function startProxy(t, targetPort) {
   };
 }
 
-export function hasRedis() {
-  try {
-    execFileSync("redis-server", ["--version"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
