@@ -6,7 +6,7 @@ STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOVULNCHECK   := golang.org/x/vuln/cmd/govulncheck@v1.9.0
 ADDR          ?= :8080
 
-.PHONY: all run build test test-short check-rules deps lint vuln fuzz bench chaos docker clean
+.PHONY: all run build test test-short test-js test-browser check-rules deps lint vuln fuzz bench chaos docker clean
 
 all: build
 
@@ -22,10 +22,22 @@ run: build
 deps:
 	@scripts/install-deps.sh
 
-## test: the alert rules (check-rules), go vet, then every test with -race
-## against a private redis-server.
+## test: the alert rules (check-rules), go vet, every Go test with -race
+## against a private redis-server, then the TypeScript SDK's tests and the
+## demo page's browser tests (test-js).
 test: deps check-rules
 	scripts/with-redis.sh sh -c '$(GO) vet ./... && $(GO) test -race -count=1 -timeout 20m ./...'
+	scripts/test-js.sh
+
+## test-js: the TypeScript SDK's tests and the demo page's browser tests
+## (Debian's Chromium), on memory and Redis; installs Node, Chromium and the
+## npm dependencies where missing.
+test-js:
+	scripts/test-js.sh
+
+## test-browser: the demo page's browser tests only.
+test-browser:
+	scripts/test-js.sh browser
 
 ## test-short: every test but the system tests and the long chaos run (they
 ## skip themselves under -short), without -race: the quick loop while editing.

@@ -2,6 +2,9 @@ module github.com/signald/signald
 
 go 1.26.0
 
+// The SDK's npm dependencies are not Go packages of this module.
+ignore ./clients/js/node_modules
+
 require (
 	github.com/coder/websocket v1.8.15
 	github.com/go-chi/chi/v5 v5.5.0

@@ -228,7 +228,7 @@ func TestDemoSettings(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			checkLeaks(t)
 			md := startMain(t, c.args, c.env)
-			code, _, body := md.do(t, "GET", "/demo/", "")
+			code, _, _ := md.do(t, "GET", "/demo/", "")
 			if c.page != (code == http.StatusOK) {
 				t.Errorf("GET /demo/: %d, want page served %v", code, c.page)
 			}
@@ -236,7 +236,7 @@ func TestDemoSettings(t *testing.T) {
 				t.Errorf("GET /demo/ without the demo: %d, want 404", code)
 			}
 			if c.page {
-				if code, _, body = md.do(t, "GET", "/demo/config.json", ""); code != http.StatusOK || !strings.Contains(body, `"dev":false`) {
+				if code, _, body := md.do(t, "GET", "/demo/config.json", ""); code != http.StatusOK || !strings.Contains(body, `"dev":false`) {
 					t.Errorf("GET /demo/config.json: %d %s, want dev false", code, body)
 				}
 			}
