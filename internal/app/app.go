@@ -320,9 +320,16 @@ func Start(ctx context.Context, o Options, logger *slog.Logger, reg prometheus.R
 	if err != nil {
 		return fail(err)
 	}
+	// With no platform on, no device can be registered, so nothing is ever
+	// pushed: the engine asks for no pushes, and spares every ring a
+	// device lookup (a Redis round trip) and the presence read.
+	var offline invite.OfflinePusher
+	if len(senders) > 0 {
+		offline = pusher
+	}
 	engine, err := invite.NewEngine(o.Engine, invite.Deps{
 		Store: store, Quotas: store, Groups: store, Publisher: publisher,
-		Pusher: pusher, Logger: logger, Registry: reg, Node: instance,
+		Pusher: offline, Logger: logger, Registry: reg, Node: instance,
 	})
 	if err != nil {
 		return fail(err)
