@@ -99,15 +99,17 @@ func (c *conn) answer(op string, id int64, start time.Time, data any, err error)
 		c.refused(op, code, err.Error())
 		data = nil
 	}
-	c.reply(id, code, desc, data)
+	// Counted before the reply is queued: a client that has its answer
+	// finds it counted on /metrics.
 	c.observe(op, code, start)
+	c.reply(id, code, desc, data)
 }
 
 // answerCode refuses a request with code; why is logged.
 func (c *conn) answerCode(op string, id int64, start time.Time, code int, why string) {
 	c.refused(op, code, why)
-	c.reply(id, code, protocol.Desc(code), nil)
 	c.observe(op, code, start)
+	c.reply(id, code, protocol.Desc(code), nil)
 }
 
 // refused logs why a request was refused, at debug level: a client's
@@ -210,9 +212,12 @@ func (c *conn) login(ctx context.Context, req *protocol.Request, start time.Time
 	if hasLast {
 		data.Recovered = &recovered
 	}
-	c.reply(req.ID, protocol.CodeOK, "", data)
+	// Counted before the reply is queued, as every answer is.
+	c.srv.m.logins.WithLabelValues("0").Inc()
+	c.observe(protocol.OpLogin, protocol.CodeOK, start)
 	c.authed = true
 	c.srv.unauth.Add(-1)
+	c.reply(req.ID, protocol.CodeOK, "", data)
 	c.ws.SetReadLimit(c.srv.cfg.ReadLimit)
 	// What comes before the live events goes out paced (sendPaced), so
 	// that a user with many pending invitations, or a long replay, can
@@ -258,8 +263,6 @@ func (c *conn) login(ctx context.Context, req *protocol.Request, start time.Time
 	c.holdMu.Lock()
 	c.drainHeldLocked()
 	c.holdMu.Unlock()
-	c.srv.m.logins.WithLabelValues("0").Inc()
-	c.observe(protocol.OpLogin, protocol.CodeOK, start)
 }
 
 // sendPaced waits for room for n bytes in the send queue, then runs send
@@ -350,8 +353,8 @@ func (c *conn) undoLogin() {
 
 func (c *conn) failLogin(id int64, start time.Time, err error) {
 	code, _ := codeOf(err)
-	c.answer(protocol.OpLogin, id, start, nil, err)
 	c.srv.m.logins.WithLabelValues(strconv.Itoa(code)).Inc()
+	c.answer(protocol.OpLogin, id, start, nil, err)
 	c.stop(closeLoginFailed, true)
 }
 
