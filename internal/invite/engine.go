@@ -94,12 +94,15 @@ type Engine struct {
 	cfg    Config
 	store  Store
 	quotas Quotas
-	groups Groups
-	pub    Publisher
-	pusher OfflinePusher
-	log    *slog.Logger
-	now    func() time.Time
-	node   string
+	// admitting is the store when it is the quotas too and can admit in
+	// the step that creates; else nil.
+	admitting AdmittingStore
+	groups    Groups
+	pub       Publisher
+	pusher    OfflinePusher
+	log       *slog.Logger
+	now       func() time.Time
+	node      string
 
 	claimFailing bool // owned by Run: the last ClaimDue failed, and that was logged
 
@@ -157,6 +160,9 @@ func NewEngine(cfg Config, d Deps) (*Engine, error) {
 	if e.now == nil {
 		e.now = time.Now
 	}
+	if a, ok := d.Store.(AdmittingStore); ok && d.Quotas != nil && any(d.Quotas) == any(d.Store) {
+		e.admitting = a
+	}
 	e.out.init()
 	if err := e.metrics.register(d.Registry, e.out.backlog); err != nil {
 		return nil, err
@@ -184,7 +190,7 @@ func (e *Engine) Invite(ctx context.Context, c Caller, req InviteRequest) (strin
 		}
 	}
 	now := Millis(e.now())
-	if e.quotas != nil {
+	if e.quotas != nil && e.admitting == nil {
 		if err := e.quotas.Admit(ctx, c.User, req.Invitees, now, e.cfg.Limits); err != nil {
 			return "", e.storeErr("admit", err)
 		}
@@ -215,7 +221,12 @@ func (e *Engine) Invite(ctx context.Context, c Caller, req InviteRequest) (strin
 	}
 	// The invitation is stored with its announcement in its outbox: should
 	// ringing fail, or this instance die, it rings all the same, later.
-	if err := e.store.Create(ctx, inv, now+e.cfg.ClaimLease.Milliseconds()); err != nil {
+	announceBy := now + e.cfg.ClaimLease.Milliseconds()
+	if e.admitting != nil {
+		if err := e.admitting.CreateAdmitted(ctx, inv, announceBy, e.cfg.Limits); err != nil {
+			return "", e.storeErr("create", err)
+		}
+	} else if err := e.store.Create(ctx, inv, announceBy); err != nil {
 		return "", e.storeErr("create", err)
 	}
 	e.active.Inc()

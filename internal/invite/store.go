@@ -88,6 +88,18 @@ type Quotas interface {
 	Admit(ctx context.Context, inviter string, invitees []string, now int64, l Limits) error
 }
 
+// AdmittingStore is a Store that is also the Quotas and can admit an
+// invitation in the step that creates it: on a remote store, one round trip
+// where Admit and Create take two, on every invite.
+type AdmittingStore interface {
+	// CreateAdmitted is Admit(inv.Inviter, inv.Invitees, inv.CreatedAt, l)
+	// followed, when admitted, by Create(inv, announceBy), with their
+	// errors. An invitation refused is not stored, and its budget is spent
+	// as Admit spends it. A CreateAdmitted tried again after its answer was
+	// lost succeeds, as Create does.
+	CreateAdmitted(ctx context.Context, inv *Invitation, announceBy int64, l Limits) error
+}
+
 // Limits are the quotas of one user.
 type Limits struct {
 	Rate       float64 // invitees per second

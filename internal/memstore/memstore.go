@@ -73,12 +73,31 @@ func (s *Store) Ping(context.Context) error { return nil }
 func (s *Store) Create(_ context.Context, inv *invite.Invitation, announceBy int64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if old, ok := s.invs[inv.ID]; ok {
-		for token, a := range inv.Unannounced {
-			if _, same := old.unannounced[token]; same && a.Action == invite.ActInvite {
-				return nil // this very Create, tried again
-			}
+	if s.createdAlready(inv) {
+		return nil
+	}
+	return s.createLocked(inv, announceBy)
+}
+
+// createdAlready reports whether inv is stored with its own creation entry:
+// this very Create, tried again. s.mu is held.
+func (s *Store) createdAlready(inv *invite.Invitation) bool {
+	old, ok := s.invs[inv.ID]
+	if !ok {
+		return false
+	}
+	for token, a := range inv.Unannounced {
+		if _, same := old.unannounced[token]; same && a.Action == invite.ActInvite {
+			return true
 		}
+	}
+	return false
+}
+
+// createLocked is Create of an invitation not created already; s.mu is
+// held.
+func (s *Store) createLocked(inv *invite.Invitation, announceBy int64) error {
+	if _, ok := s.invs[inv.ID]; ok {
 		return fmt.Errorf("create %s: %w", inv.ID, invite.ErrExists)
 	}
 	c := newRecord(inv)

@@ -13,6 +13,25 @@ import (
 func (s *Store) Admit(_ context.Context, inviter string, invitees []string, now int64, l invite.Limits) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.admitLocked(inviter, invitees, now, l)
+}
+
+// CreateAdmitted implements invite.AdmittingStore: Admit and Create under
+// one hold of the lock. One tried again is not admitted again.
+func (s *Store) CreateAdmitted(_ context.Context, inv *invite.Invitation, announceBy int64, l invite.Limits) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.createdAlready(inv) {
+		return nil
+	}
+	if err := s.admitLocked(inv.Inviter, inv.Invitees, inv.CreatedAt, l); err != nil {
+		return err
+	}
+	return s.createLocked(inv, announceBy)
+}
+
+// admitLocked is Admit; s.mu is held.
+func (s *Store) admitLocked(inviter string, invitees []string, now int64, l invite.Limits) error {
 	interval := 1000 / l.Rate
 	capacity := float64(l.Burst) * interval
 	tat := max(s.tat[inviter], float64(now))

@@ -20,12 +20,7 @@ func (s *Store) Admit(ctx context.Context, inviter string, invitees []string, no
 	pipe := s.c.Pipeline()
 	budget := pipe.EvalSha(ctx, admitScript.Hash(), []string{s.rateKey(inviter)},
 		now, len(invitees), interval, float64(l.Burst)*interval)
-	min := "(" + strconv.FormatInt(now, 10)
-	active := pipe.ZCount(ctx, s.outgoingKey(inviter), min, "+inf")
-	pending := make([]*redis.IntCmd, len(invitees))
-	for i, u := range invitees {
-		pending[i] = pipe.ZCount(ctx, s.pendingKey(u), min, "+inf")
-	}
+	active, pending := s.countBounds(ctx, pipe, inviter, invitees, now)
 	_, _ = pipe.Exec(ctx)
 	if redis.HasErrorPrefix(budget.Err(), "NOSCRIPT") {
 		budget = admitScript.Run(ctx, s.c, []string{s.rateKey(inviter)}, now, len(invitees), interval, float64(l.Burst)*interval)
@@ -35,8 +30,79 @@ func (s *Store) Admit(ctx context.Context, inviter string, invitees []string, no
 		return unavailable("admit "+inviter, err)
 	}
 	if ok != 1 {
-		return fmt.Errorf("%d invitees: %w", len(invitees), invite.ErrRateLimited)
+		return rateLimited(len(invitees))
 	}
+	return s.checkCounts(ctx, inviter, invitees, now, l, active, pending)
+}
+
+func rateLimited(n int) error {
+	return fmt.Errorf("%d invitees: %w", n, invite.ErrRateLimited)
+}
+
+// CreateAdmitted implements invite.AdmittingStore. On a single server (or
+// Sentinel) it is one round trip, admitcreate.lua, unless a bound read from
+// the indexes is at its limit: then the count is made exact, as Admit
+// makes it, and the invitation created by Create. On Redis Cluster the
+// keys are in too many slots for one script: it is Admit, then Create.
+func (s *Store) CreateAdmitted(ctx context.Context, inv *invite.Invitation, announceBy int64, l invite.Limits) error {
+	if !s.onePipeline {
+		if err := s.Admit(ctx, inv.Inviter, inv.Invitees, inv.CreatedAt, l); err != nil {
+			return err
+		}
+		return s.Create(ctx, inv, announceBy)
+	}
+	keys := make([]string, 0, 5+len(inv.Invitees))
+	keys = append(keys, s.invKey(inv.ID), s.deadlinesKey(), s.announceKey(), s.rateKey(inv.Inviter), s.outgoingKey(inv.Inviter))
+	for _, u := range inv.Invitees {
+		keys = append(keys, s.pendingKey(u))
+	}
+	interval := 1000 / l.Rate
+	fields := createArgs(inv) // Expires, the creation's entry, then the hash's fields
+	args := make([]any, 0, 12+len(inv.Unannounced)+len(fields)-2)
+	args = append(args, inv.CreatedAt, interval, float64(l.Burst)*interval, l.MaxActive, l.MaxPending,
+		inv.ID, inv.Deadline, inv.Expires, boolField(!inv.OnlineUserOnly), announceBy, fields[1], len(inv.Unannounced))
+	for token := range inv.Unannounced {
+		args = append(args, token)
+	}
+	args = append(args, fields[2:]...)
+	status, err := admitCreateScript.Run(ctx, s.c, keys, args...).Int64()
+	if err != nil {
+		return unavailable("create "+inv.ID, err)
+	}
+	switch status {
+	case statusOK:
+		return nil
+	case statusRateLimited:
+		return rateLimited(len(inv.Invitees))
+	case statusRecount:
+		pipe := s.c.Pipeline()
+		active, pending := s.countBounds(ctx, pipe, inv.Inviter, inv.Invitees, inv.CreatedAt)
+		_, _ = pipe.Exec(ctx)
+		if err := s.checkCounts(ctx, inv.Inviter, inv.Invitees, inv.CreatedAt, l, active, pending); err != nil {
+			return err
+		}
+		return s.Create(ctx, inv, announceBy)
+	}
+	return fmt.Errorf("redisstore: create %s: %w", inv.ID, statusErr(status))
+}
+
+// countBounds queues on pipe the bounds of inviter's active invitations and
+// of each invitee's pending ones: the entries of their indexes not expired
+// at now, which may still hold invitations that ended.
+func (s *Store) countBounds(ctx context.Context, pipe redis.Pipeliner, inviter string, invitees []string, now int64) (*redis.IntCmd, []*redis.IntCmd) {
+	min := "(" + strconv.FormatInt(now, 10)
+	active := pipe.ZCount(ctx, s.outgoingKey(inviter), min, "+inf")
+	pending := make([]*redis.IntCmd, len(invitees))
+	for i, u := range invitees {
+		pending[i] = pipe.ZCount(ctx, s.pendingKey(u), min, "+inf")
+	}
+	return active, pending
+}
+
+// checkCounts checks the bounds countBounds read against l, and makes
+// exact, by reading the invitations (and tidying the index), only a bound
+// at its limit.
+func (s *Store) checkCounts(ctx context.Context, inviter string, invitees []string, now int64, l invite.Limits, active *redis.IntCmd, pending []*redis.IntCmd) error {
 	if n, err := active.Result(); err != nil {
 		return unavailable("admit "+inviter, err)
 	} else if n >= int64(l.MaxActive) {

@@ -32,7 +32,9 @@
 // announced.
 //
 // Every change of an invitation is one script call (create.lua,
-// transition.lua), so concurrent changes are serialised by Redis. Times are
+// transition.lua; on a single server admitcreate.lua, which also spends
+// the invite budget and writes the index entries), so concurrent changes
+// are serialised by Redis. Times are
 // signald's, passed in by the caller, never Redis's: the key's expiry
 // (PEXPIREAT at Expires) only collects garbage, and the scripts compare now
 // with expires themselves. The deadline set and the per-user index live in
@@ -219,7 +221,8 @@ func (s *Store) pushKey(inviteID string) string { return s.prefix + "push:{" + i
 func (s *Store) pushQueueKey() string { return s.prefix + "pushq" }
 
 // The scripts. Each names every key it touches in KEYS, all of one hash
-// slot. Their first line, "#!lua" (Redis 7), makes Redis hold them to that:
+// slot, except admitcreate.lua, which runs on a single server only (and
+// transition.lua given the deadline set there). Their first line, "#!lua" (Redis 7), makes Redis hold them to that:
 // Redis Cluster refuses a script with a shebang that touches keys of two
 // slots, and Redis refuses it before it starts, rather than at its first
 // write, when out of memory.
@@ -239,6 +242,10 @@ var (
 	//go:embed admit.lua
 	admitLua    string
 	admitScript = redis.NewScript(admitLua)
+
+	//go:embed admitcreate.lua
+	admitCreateLua    string
+	admitCreateScript = redis.NewScript(admitCreateLua)
 
 	//go:embed tokset.lua
 	toksetLua    string
@@ -282,6 +289,8 @@ const (
 	statusNotDue
 	statusInvalid
 	statusExists
+	statusRateLimited // admitcreate.lua only
+	statusRecount     // admitcreate.lua only: see there
 )
 
 var statusErrs = map[int64]error{

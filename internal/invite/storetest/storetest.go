@@ -25,6 +25,7 @@ import (
 type Backend interface {
 	invite.Store
 	invite.Quotas
+	invite.AdmittingStore
 	group.Store
 }
 
@@ -44,6 +45,7 @@ func Run(t *testing.T, newStore NewFunc) {
 	t.Run("Groups", func(t *testing.T) { testGroups(t, newStore(t)) })
 	t.Run("Announcements", func(t *testing.T) { testAnnouncements(t, newStore(t)) })
 	t.Run("Quotas", func(t *testing.T) { testQuotas(t, newStore(t)) })
+	t.Run("CreateAdmitted", func(t *testing.T) { testCreateAdmitted(t, newStore(t)) })
 }
 
 var idSeq atomic.Int64
@@ -632,4 +634,99 @@ func testQuotas(t *testing.T, s Backend) {
 		t.Fatalf("after erin answered one: %v", err)
 	}
 	mustCreate(t, s, inv)
+}
+
+// testCreateAdmitted: CreateAdmitted stores what Create stores, with the
+// same entries (pending index, deadline, outbox), when Admit would admit;
+// what Admit refuses is not stored; and one tried again after its answer
+// was lost succeeds.
+func testCreateAdmitted(t *testing.T, s Backend) {
+	ctx := context.Background()
+	now := nowMs()
+	l := invite.Limits{Rate: 10, Burst: 4, MaxActive: 2, MaxPending: 2}
+	create := func(inv *invite.Invitation) error {
+		t.Helper()
+		err := s.CreateAdmitted(ctx, inv, inv.CreatedAt+announceDelay, l)
+		if err != nil && !errors.Is(err, invite.ErrRateLimited) && !errors.Is(err, invite.ErrTooManyActive) && !errors.Is(err, invite.ErrTooManyPending) {
+			t.Fatalf("CreateAdmitted(%s): %v", inv.ID, err)
+		}
+		return err
+	}
+	notStored := func(inv *invite.Invitation, what string) {
+		t.Helper()
+		if _, err := s.Get(ctx, inv.ID, inv.CreatedAt); !errors.Is(err, invite.ErrNotFound) {
+			t.Fatalf("%s: Get = %v, want ErrNotFound", what, err)
+		}
+		for _, u := range inv.Invitees {
+			if p, err := s.PendingFor(ctx, u, inv.CreatedAt); err != nil || slices.ContainsFunc(p, func(p *invite.Invitation) bool { return p.ID == inv.ID }) {
+				t.Fatalf("%s: PendingFor(%s) = %d, %v; lists the refused invitation", what, u, len(p), err)
+			}
+		}
+	}
+
+	first := NewInvitation(now, "alice", 30, false, "bob")
+	if err := create(first); err != nil {
+		t.Fatalf("first: %v", err)
+	}
+	if got, err := s.Get(ctx, first.ID, now+1); err != nil || !reflect.DeepEqual(got, first) {
+		t.Fatalf("Get = %+v, %v; want %+v", got, err, first)
+	}
+	if p, err := s.PendingFor(ctx, "bob", now+1); err != nil || len(p) != 1 || p[0].ID != first.ID {
+		t.Fatalf("PendingFor(bob) = %d, %v; want the invitation", len(p), err)
+	}
+	// Tried again: stored already, not refused as a third invitation.
+	if err := create(first); err != nil {
+		t.Fatalf("first, tried again: %v", err)
+	}
+	second := NewInvitation(now, "alice", 0, true, "carol", "dave")
+	if err := create(second); err != nil {
+		t.Fatalf("second, the rest of the burst: %v", err)
+	}
+	if p, err := s.PendingFor(ctx, "carol", now+1); err != nil || len(p) != 0 {
+		t.Fatalf("PendingFor(carol) = %d, %v; want none (online users only)", len(p), err)
+	}
+	third := NewInvitation(now, "alice", 30, false, "erin", "gina")
+	if err := create(third); !errors.Is(err, invite.ErrRateLimited) {
+		t.Fatalf("past the burst: %v, want ErrRateLimited", err)
+	}
+	notStored(third, "rate limited")
+
+	// A second later the budget is back, but alice has two active.
+	fourth := NewInvitation(now+1000, "alice", 30, false, "erin")
+	if err := create(fourth); !errors.Is(err, invite.ErrTooManyActive) {
+		t.Fatalf("a third active invitation: %v, want ErrTooManyActive", err)
+	}
+	notStored(fourth, "too many active")
+	// bob answers: one active left, although the index still lists both.
+	if _, err := s.Apply(ctx, first.ID, invite.Change{Action: invite.ActAccept, Actor: "bob", Now: now + 1100, Retention: retention}); err != nil {
+		t.Fatal(err)
+	}
+	fifth := NewInvitation(now+2000, "alice", 30, false, "erin")
+	if err := create(fifth); err != nil {
+		t.Fatalf("after one ended: %v", err)
+	}
+	if got, err := s.Get(ctx, fifth.ID, now+2001); err != nil || !reflect.DeepEqual(got, fifth) {
+		t.Fatalf("Get = %+v, %v; want %+v", got, err, fifth)
+	}
+
+	// erin is pending in two: a third invitation to her is refused.
+	if err := create(NewInvitation(now+2000, "x", 30, false, "erin")); err != nil {
+		t.Fatal(err)
+	}
+	toErin := NewInvitation(now+2000, "y", 30, false, "frank", "erin")
+	if err := create(toErin); !errors.Is(err, invite.ErrTooManyPending) || !strings.Contains(err.Error(), `"erin"`) {
+		t.Fatalf("a third invitation for erin: %v, want ErrTooManyPending naming her", err)
+	}
+	notStored(toErin, "too many pending")
+
+	// What was created is entered for its timeout and its announcement.
+	due, _, err := s.ClaimDue(ctx, fifth.Deadline, time.Minute, 100)
+	if err != nil || !slices.Contains(due, fifth.ID) || slices.Contains(due, fourth.ID) {
+		t.Fatalf("ClaimDue at the fifth's deadline = %v, %v; want it, and not the refused", due, err)
+	}
+	entries, err := s.ClaimUnannounced(ctx, fifth.CreatedAt+announceDelay, time.Minute, 100)
+	if err != nil || !slices.Contains(entries, invite.Unannounced{ID: fifth.ID, Token: CreationToken(fifth)}) ||
+		slices.Contains(entries, invite.Unannounced{ID: fourth.ID, Token: CreationToken(fourth)}) {
+		t.Fatalf("ClaimUnannounced = %v, %v; want the fifth's creation, and not the refused", entries, err)
+	}
 }
