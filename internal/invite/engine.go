@@ -95,14 +95,18 @@ type Engine struct {
 	store  Store
 	quotas Quotas
 	// admitting is the store when it is the quotas too and can admit in
-	// the step that creates; else nil.
-	admitting AdmittingStore
-	groups    Groups
-	pub       Publisher
-	pusher    OfflinePusher
-	log       *slog.Logger
-	now       func() time.Time
-	node      string
+	// the step that creates; else nil. publishing is that store when it
+	// can also publish the ring in that step, and the publisher can
+	// prepare it (preparer); else nil.
+	admitting  AdmittingStore
+	publishing PublishingStore
+	preparer   EventPreparer
+	groups     Groups
+	pub        Publisher
+	pusher     OfflinePusher
+	log        *slog.Logger
+	now        func() time.Time
+	node       string
 
 	claimFailing bool // owned by Run: the last ClaimDue failed, and that was logged
 
@@ -162,6 +166,11 @@ func NewEngine(cfg Config, d Deps) (*Engine, error) {
 	}
 	if a, ok := d.Store.(AdmittingStore); ok && d.Quotas != nil && any(d.Quotas) == any(d.Store) {
 		e.admitting = a
+		p, ok1 := d.Store.(PublishingStore)
+		pr, ok2 := d.Publisher.(EventPreparer)
+		if ok1 && ok2 {
+			e.publishing, e.preparer = p, pr
+		}
 	}
 	e.out.init()
 	if err := e.metrics.register(d.Registry, e.out.backlog); err != nil {
@@ -222,17 +231,45 @@ func (e *Engine) Invite(ctx context.Context, c Caller, req InviteRequest) (strin
 	// The invitation is stored with its announcement in its outbox: should
 	// ringing fail, or this instance die, it rings all the same, later.
 	announceBy := now + e.cfg.ClaimLease.Milliseconds()
-	if e.admitting != nil {
-		if err := e.admitting.CreateAdmitted(ctx, inv, announceBy, e.cfg.Limits); err != nil {
-			return "", e.storeErr("create", err)
+	var (
+		ring      PreparedEvent
+		report    []any
+		published bool
+		err       error
+	)
+	switch {
+	case e.publishing != nil:
+		// One step for the whole invite where the store can: the ring
+		// kept and published with the invitation, its outbox entry
+		// recorded all the same, so that pushes and a failed part are
+		// carried out as for any announcement.
+		var ok bool
+		if ev, known := e.eventOf(inv, token, inv.Unannounced[token]); known {
+			if ring, ok, err = e.preparer.Prepare(ev); err != nil {
+				e.log.Error("readying a ring for its invitation's step failed; it is published after", "inviteID", inv.ID, "err", err)
+				ok = false
+			}
 		}
-	} else if err := e.store.Create(ctx, inv, announceBy); err != nil {
+		if ok {
+			report, published, err = e.publishing.CreateAdmittedPublishing(ctx, inv, announceBy, e.cfg.Limits, ring)
+		} else {
+			err = e.admitting.CreateAdmitted(ctx, inv, announceBy, e.cfg.Limits)
+		}
+	case e.admitting != nil:
+		err = e.admitting.CreateAdmitted(ctx, inv, announceBy, e.cfg.Limits)
+	default:
+		err = e.store.Create(ctx, inv, announceBy)
+	}
+	if err != nil {
 		return "", e.storeErr("create", err)
 	}
 	e.active.Inc()
 	e.created(inv)
 	if inv.Deadline > 0 {
 		e.noteDeadline(inv.Deadline)
+	}
+	if published && e.rungInStep(ctx, inv, token, ring, report) {
+		return inv.ID, nil
 	}
 	e.announce(ctx, inv)
 	return inv.ID, nil

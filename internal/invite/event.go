@@ -62,3 +62,22 @@ type Event struct {
 type Publisher interface {
 	Publish(ctx context.Context, ev Event) (foreground [][]string, err error)
 }
+
+// A PreparedEvent is an event its Publisher readied for a store to publish
+// in the step that makes its change (PublishingStore), so that the change
+// and its event take one round trip. Payload is the publisher's work in
+// the store's terms (for Redis, a redisscript.Part), opaque to the
+// engine; Done turns the store's report of that work into what Publish
+// returns.
+type PreparedEvent struct {
+	Payload any
+	Done    func(report []any) (foreground [][]string, err error)
+}
+
+// EventPreparer is a Publisher that can ready events for a PublishingStore.
+type EventPreparer interface {
+	// Prepare readies ev. ok is false when it cannot (the backend keeps
+	// the event's keys apart from the store's): the engine then publishes
+	// ev after the change.
+	Prepare(ev Event) (p PreparedEvent, ok bool, err error)
+}

@@ -183,7 +183,21 @@ func (e *Engine) announceAs(ctx context.Context, inv *Invitation, takenOver bool
 // invitation as read at or after the change; what a change did that later
 // changes cannot alter (who timed out) is read from it.
 func (e *Engine) effects(ctx context.Context, inv *Invitation, token string, a Announcement) error {
-	ev := Event{
+	ev, ok := e.eventOf(inv, token, a)
+	if !ok {
+		return nil
+	}
+	foreground, err := e.pub.Publish(ctx, ev)
+	if err != nil {
+		return err
+	}
+	return e.pushes(ctx, inv, a, foreground)
+}
+
+// eventOf is the event of announcement a (under token) of inv; ok is false
+// for an unknown action, which is logged and dropped.
+func (e *Engine) eventOf(inv *Invitation, token string, a Announcement) (ev Event, ok bool) {
+	ev = Event{
 		InviteID: inv.ID, Data: a.Data, To: append([]string{inv.Inviter}, inv.Invitees...),
 		Except: a.Origin, OnlineUserOnly: inv.OnlineUserOnly, Once: "ann:" + token,
 	}
@@ -210,19 +224,26 @@ func (e *Engine) effects(ctx context.Context, inv *Invitation, token string, a A
 		ev.Kind = EvModified
 	default:
 		e.log.Error("unknown action in an outbox; dropped", "inviteID", inv.ID, "action", a.Action)
-		return nil
+		return Event{}, false
 	}
-	push := e.pusher != nil && !inv.OnlineUserOnly && !inv.Push.DisablePush
-	ev.Presence = push && a.Action == ActInvite
-	foreground, err := e.pub.Publish(ctx, ev)
-	if err != nil {
-		return err
-	}
-	if !push {
+	ev.Presence = e.pushed(inv) && a.Action == ActInvite
+	return ev, true
+}
+
+// pushed reports whether inv's changes are pushed to devices offline.
+func (e *Engine) pushed(inv *Invitation) bool {
+	return e.pusher != nil && !inv.OnlineUserOnly && !inv.Push.DisablePush
+}
+
+// pushes records the offline push requests of announcement a of inv,
+// once its event is published; foreground is what Publish returned.
+func (e *Engine) pushes(ctx context.Context, inv *Invitation, a Announcement, foreground [][]string) error {
+	if !e.pushed(inv) {
 		return nil
 	}
 	// The pushes are recorded before the announcement is forgotten: made
 	// again, it records them again, and a job recorded before stays one.
+	var err error
 	switch a.Action {
 	case ActInvite:
 		if inv.Active() {
@@ -244,6 +265,26 @@ func (e *Engine) effects(ctx context.Context, inv *Invitation, token string, a A
 		err = e.pusher.End(ctx, inv, ended, string(state), "")
 	}
 	return err
+}
+
+// rungInStep finishes the announcement of inv's creation (under token)
+// whose event the store published in the creating step (report, for
+// ev.Done): the offline pushes, then the outbox entry is done. It reports
+// false when the report is unreadable, and the caller announces as usual
+// (the event's Once key keeps anyone from getting it twice).
+func (e *Engine) rungInStep(ctx context.Context, inv *Invitation, token string, ev PreparedEvent, report []any) bool {
+	foreground, err := ev.Done(report)
+	if err != nil {
+		e.log.Warn("reading a ring published with its invitation failed; it is announced again", "inviteID", inv.ID, "err", err)
+		return false
+	}
+	if err := e.pushes(ctx, inv, inv.Unannounced[token], foreground); err != nil {
+		e.log.Warn("announcing a change failed; it is tried again", "inviteID", inv.ID, "action", ActInvite, "err", err)
+		e.out.retryLater(inv.ID, e.now())
+		return true
+	}
+	e.out.announced(inv.ID, token)
+	return true
 }
 
 // tidyOutbox runs every poll interval, from Run: it tells the store which

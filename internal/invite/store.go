@@ -100,6 +100,20 @@ type AdmittingStore interface {
 	CreateAdmitted(ctx context.Context, inv *Invitation, announceBy int64, l Limits) error
 }
 
+// PublishingStore is an AdmittingStore that can publish an invitation's
+// ring in the step that creates it: one round trip for the whole invite
+// on a remote store.
+type PublishingStore interface {
+	AdmittingStore
+	// CreateAdmittedPublishing is CreateAdmitted that also carries out
+	// ev.Payload in the same step. published reports whether it did, and
+	// report is then the payload's report, for ev.Done. With err nil and
+	// published false, the invitation is stored but its event not (or
+	// not wholly) published: the payload is not one this store knows, or
+	// it failed part-way, and the caller publishes the event itself.
+	CreateAdmittedPublishing(ctx context.Context, inv *Invitation, announceBy int64, l Limits, ev PreparedEvent) (report []any, published bool, err error)
+}
+
 // Limits are the quotas of one user.
 type Limits struct {
 	Rate       float64 // invitees per second

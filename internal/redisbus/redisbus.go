@@ -69,6 +69,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/signald/signald/internal/bus"
 	"github.com/signald/signald/internal/hub"
+	"github.com/signald/signald/internal/redisscript"
 )
 
 // Defaults of Options.
@@ -265,25 +266,53 @@ func (b *Bus) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Publish implements bus.Bus in one round trip: a pipeline of one command
-// per user, publish.lua for a kept event, else a plain SPUBLISH. A user is
-// online when an instance watches it; its foreground devices, when asked,
-// are read in the same script. Errors reaching Redis wrap
-// bus.ErrUnavailable; the event may then have gone to some users only.
-func (b *Bus) Publish(ctx context.Context, env bus.Envelope) ([]bus.Reach, error) {
+// PreparePublish readies env, a kept event (or one with a Once key or a
+// Presence read), for a script of the store to publish in the step that
+// makes its change: payload is a redisscript.Part, for redisscript.Join,
+// and the step is then one round trip for the change and its event. done
+// reads the part's replies, one per user, as Publish reads its own. ok is
+// false on Redis Cluster, where a user's keys and the store's are on
+// different nodes, and for an event Publish would send by plain SPUBLISH:
+// Publish it after the step.
+func (b *Bus) PreparePublish(env bus.Envelope) (payload any, done func(replies []any) ([]bus.Reach, error), ok bool, err error) {
+	if b.single == nil || len(env.Users) == 0 || !(env.Keep || env.Once != "" || env.Presence) {
+		return nil, nil, false, nil
+	}
+	args, err := b.publishArgs(env)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	part := redisscript.Part{Body: publishLua, Args: args, Keys: make([][]string, len(env.Users))}
+	for i, u := range env.Users {
+		part.Keys[i] = b.publishKeys(u)
+	}
+	n := len(env.Users)
+	done = func(replies []any) ([]bus.Reach, error) {
+		if len(replies) != n {
+			return nil, fmt.Errorf("redisbus: publish: %d replies for %d users", len(replies), n)
+		}
+		reach := make([]bus.Reach, n)
+		for i, v := range replies {
+			var c int64
+			c, reach[i].Foreground = publishReply(v)
+			reach[i].Online = c > 0 || c == -1
+		}
+		return reach, nil
+	}
+	return part, done, true, nil
+}
+
+func (b *Bus) publishKeys(u string) []string {
+	return []string{b.streamKey(u), b.rungKey(u), b.channel(u), b.presenceKey(u)}
+}
+
+// publishArgs checks env and returns publish.lua's ARGV for it.
+func (b *Bus) publishArgs(env bus.Envelope) ([]any, error) {
 	if n := len(env.Frame); n < 2 || env.Frame[0] != '{' || env.Frame[n-1] != '}' {
 		return nil, errors.New("redisbus: publish: the frame is not a JSON object")
 	}
 	if strings.Contains(env.Kind, "\n") || strings.Contains(env.Except.Node, "\n") {
 		return nil, errors.New("redisbus: publish: newline in the kind or the origin node")
-	}
-	reach := make([]bus.Reach, len(env.Users))
-	if len(env.Users) == 0 {
-		return reach, nil
-	}
-	header := env.Except.Node + "\n" + strconv.FormatUint(env.Except.Session, 10) + "\n" + env.Kind
-	keys := func(u string) []string {
-		return []string{b.streamKey(u), b.rungKey(u), b.channel(u), b.presenceKey(u)}
 	}
 	keep := 0
 	if env.Keep {
@@ -297,7 +326,29 @@ func (b *Bus) Publish(ctx context.Context, env bus.Envelope) ([]bus.Reach, error
 	if env.Presence {
 		presence = "1"
 	}
-	args := []any{keep, b.retain, env.InviteID, header, env.Frame, env.Once, origin, presence, time.Now().UnixMilli(), b.keepBytes}
+	return []any{keep, b.retain, env.InviteID, header(env), env.Frame, env.Once, origin, presence, time.Now().UnixMilli(), b.keepBytes}, nil
+}
+
+func header(env bus.Envelope) string {
+	return env.Except.Node + "\n" + strconv.FormatUint(env.Except.Session, 10) + "\n" + env.Kind
+}
+
+// Publish implements bus.Bus in one round trip: a pipeline of one command
+// per user, publish.lua for a kept event, else a plain SPUBLISH. A user is
+// online when an instance watches it; its foreground devices, when asked,
+// are read in the same script. Errors reaching Redis wrap
+// bus.ErrUnavailable; the event may then have gone to some users only.
+func (b *Bus) Publish(ctx context.Context, env bus.Envelope) ([]bus.Reach, error) {
+	args, err := b.publishArgs(env)
+	if err != nil {
+		return nil, err
+	}
+	reach := make([]bus.Reach, len(env.Users))
+	if len(env.Users) == 0 {
+		return reach, nil
+	}
+	keys := b.publishKeys
+	header := header(env)
 
 	cmds := make([]redis.Cmder, len(env.Users))
 	pipe := b.c.Pipeline()

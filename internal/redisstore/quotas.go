@@ -8,6 +8,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/signald/signald/internal/invite"
+	"github.com/signald/signald/internal/redisscript"
 )
 
 // Admit implements invite.Quotas in one round trip when nobody is near a
@@ -51,6 +52,45 @@ func (s *Store) CreateAdmitted(ctx context.Context, inv *invite.Invitation, anno
 		}
 		return s.Create(ctx, inv, announceBy)
 	}
+	keys, args := s.admitCreateCall(inv, announceBy, l)
+	status, err := admitCreateScript.Run(ctx, s.c, keys, args...).Int64()
+	if err != nil {
+		return unavailable("create "+inv.ID, err)
+	}
+	return s.admitted(ctx, inv, announceBy, l, status)
+}
+
+// CreateAdmittedPublishing implements invite.PublishingStore: on a single
+// server, admitcreate.lua joined with the publisher's part (ev.Payload, a
+// redisscript.Part: the bus's keeping and publishing of the ring for every
+// invitee), so that the whole invite is one round trip. Elsewhere, or for
+// a payload it does not know, it is CreateAdmitted, and the caller
+// publishes.
+func (s *Store) CreateAdmittedPublishing(ctx context.Context, inv *invite.Invitation, announceBy int64, l invite.Limits, ev invite.PreparedEvent) ([]any, bool, error) {
+	part, ok := ev.Payload.(redisscript.Part)
+	if !ok || !s.onePipeline {
+		return nil, false, s.CreateAdmitted(ctx, inv, announceBy, l)
+	}
+	keys, args := s.admitCreateCall(inv, announceBy, l)
+	keys, args = redisscript.Args(keys, args, part)
+	v, err := redisscript.Join(admitCreateLua, part.Body).Script().Run(ctx, s.c, keys, args...).Result()
+	if err != nil {
+		return nil, false, unavailable("create "+inv.ID, err)
+	}
+	status, replies, partErr, ok := redisscript.Reply(v)
+	switch {
+	case !ok:
+		return nil, false, fmt.Errorf("redisstore: create %s: malformed script reply %v", inv.ID, v)
+	case partErr != "":
+		return nil, false, nil // stored; the caller publishes again
+	case status == statusOK:
+		return replies, true, nil
+	}
+	return nil, false, s.admitted(ctx, inv, announceBy, l, status)
+}
+
+// admitCreateCall is admitcreate.lua's keys and arguments for inv.
+func (s *Store) admitCreateCall(inv *invite.Invitation, announceBy int64, l invite.Limits) ([]string, []any) {
 	keys := make([]string, 0, 5+len(inv.Invitees))
 	keys = append(keys, s.invKey(inv.ID), s.deadlinesKey(), s.announceKey(), s.rateKey(inv.Inviter), s.outgoingKey(inv.Inviter))
 	for _, u := range inv.Invitees {
@@ -64,11 +104,11 @@ func (s *Store) CreateAdmitted(ctx context.Context, inv *invite.Invitation, anno
 	for token := range inv.Unannounced {
 		args = append(args, token)
 	}
-	args = append(args, fields[2:]...)
-	status, err := admitCreateScript.Run(ctx, s.c, keys, args...).Int64()
-	if err != nil {
-		return unavailable("create "+inv.ID, err)
-	}
+	return keys, append(args, fields[2:]...)
+}
+
+// admitted finishes a CreateAdmitted whose script answered status.
+func (s *Store) admitted(ctx context.Context, inv *invite.Invitation, announceBy int64, l invite.Limits, status int64) error {
 	switch status {
 	case statusOK:
 		return nil

@@ -33,8 +33,10 @@
 //
 // Every change of an invitation is one script call (create.lua,
 // transition.lua; on a single server admitcreate.lua, which also spends
-// the invite budget and writes the index entries), so concurrent changes
-// are serialised by Redis. Times are
+// the invite budget and writes the index entries, joined by package
+// redisscript with the bus's publish.lua for every invitee, so that an
+// invite is one round trip), so concurrent changes are serialised by
+// Redis. Times are
 // signald's, passed in by the caller, never Redis's: the key's expiry
 // (PEXPIREAT at Expires) only collects garbage, and the scripts compare now
 // with expires themselves. The deadline set and the per-user index live in

@@ -33,6 +33,59 @@ func NewPublisher(b bus.Bus, reg prometheus.Registerer) (*Publisher, error) {
 // adds each user's eventID. A bus error is the engine's to handle: it
 // publishes again, and ev.Once keeps anyone from getting the event twice.
 func (p *Publisher) Publish(ctx context.Context, ev invite.Event) ([][]string, error) {
+	env := envelope(ev)
+	reach, err := p.bus.Publish(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	return p.reached(ev, env, reach), nil
+}
+
+// preparer is a bus that can ready an event for the store to publish in
+// the step that makes its change (redisbus.Bus on a single server).
+type preparer interface {
+	PreparePublish(env bus.Envelope) (payload any, done func(replies []any) ([]bus.Reach, error), ok bool, err error)
+}
+
+// Prepare implements invite.EventPreparer when the bus can ready events;
+// ok is false when it cannot.
+func (p *Publisher) Prepare(ev invite.Event) (invite.PreparedEvent, bool, error) {
+	bp, can := p.bus.(preparer)
+	if !can {
+		return invite.PreparedEvent{}, false, nil
+	}
+	env := envelope(ev)
+	payload, done, ok, err := bp.PreparePublish(env)
+	if err != nil || !ok {
+		return invite.PreparedEvent{}, false, err
+	}
+	return invite.PreparedEvent{Payload: payload, Done: func(replies []any) ([][]string, error) {
+		reach, err := done(replies)
+		if err != nil {
+			return nil, err
+		}
+		return p.reached(ev, env, reach), nil
+	}}, true, nil
+}
+
+// reached counts the kept events of env, published, and returns what
+// Publish returns for the bus's reach.
+func (p *Publisher) reached(ev invite.Event, env bus.Envelope, reach []bus.Reach) [][]string {
+	if env.Keep {
+		p.kept.Add(float64(len(env.Users)))
+	}
+	if !ev.Presence {
+		return nil
+	}
+	fg := make([][]string, len(reach))
+	for i, r := range reach {
+		fg[i] = r.Foreground
+	}
+	return fg
+}
+
+// envelope is ev as the bus takes it, its frame encoded once.
+func envelope(ev invite.Event) bus.Envelope {
 	env := bus.Envelope{
 		Users:    ev.To,
 		Frame:    encodeEvent(ev),
@@ -45,21 +98,7 @@ func (p *Publisher) Publish(ctx context.Context, ev invite.Event) ([][]string, e
 	if ev.Kind == invite.EvNewInvitation {
 		env.InviteID = ev.InviteID
 	}
-	reach, err := p.bus.Publish(ctx, env)
-	if err != nil {
-		return nil, err
-	}
-	if env.Keep {
-		p.kept.Add(float64(len(env.Users)))
-	}
-	if !ev.Presence {
-		return nil, nil
-	}
-	fg := make([][]string, len(reach))
-	for i, r := range reach {
-		fg[i] = r.Foreground
-	}
-	return fg, nil
+	return env
 }
 
 // newInvitationEvent is the onReceiveNewInvitation of inv, with its current
