@@ -571,10 +571,14 @@ func testGroups(t *testing.T, s Backend) {
 // testQuotas: an inviter's budget is spent per invitee and comes back with
 // time; an inviter at its active invitations, or an invitee at its pending
 // ones, is refused until one of them ends.
+//
+// The rate is slow (one invitee per 10 s) because Redis expires a budget's
+// key by its own clock when the budget would be whole again: at a fast
+// rate a stall of the test would hand the budget back.
 func testQuotas(t *testing.T, s Backend) {
 	ctx := context.Background()
 	now := nowMs()
-	l := invite.Limits{Rate: 10, Burst: 20, MaxActive: 2, MaxPending: 2}
+	l := invite.Limits{Rate: 0.1, Burst: 20, MaxActive: 2, MaxPending: 2}
 	admit := func(at int64, inviter string, invitees ...string) error {
 		t.Helper()
 		err := s.Admit(ctx, inviter, invitees, at, l)
@@ -596,8 +600,8 @@ func testQuotas(t *testing.T, s Backend) {
 	if err := admit(now+1, "other", "one"); err != nil {
 		t.Fatalf("another inviter's budget: %v", err)
 	}
-	if err := admit(now+3000, "rater", "a", "b", "c"); err != nil {
-		t.Fatalf("3 s later (30 invitees' worth at 10/s): %v", err)
+	if err := admit(now+30_000, "rater", "a", "b", "c"); err != nil {
+		t.Fatalf("30 s later (3 invitees' worth at 0.1/s): %v", err)
 	}
 
 	// Two active invitations: the third is refused until one ends.
@@ -639,11 +643,11 @@ func testQuotas(t *testing.T, s Backend) {
 // testCreateAdmitted: CreateAdmitted stores what Create stores, with the
 // same entries (pending index, deadline, outbox), when Admit would admit;
 // what Admit refuses is not stored; and one tried again after its answer
-// was lost succeeds.
+// was lost succeeds. The rate is slow for the reason testQuotas gives.
 func testCreateAdmitted(t *testing.T, s Backend) {
 	ctx := context.Background()
 	now := nowMs()
-	l := invite.Limits{Rate: 10, Burst: 4, MaxActive: 2, MaxPending: 2}
+	l := invite.Limits{Rate: 0.1, Burst: 4, MaxActive: 2, MaxPending: 2}
 	create := func(inv *invite.Invitation) error {
 		t.Helper()
 		err := s.CreateAdmitted(ctx, inv, inv.CreatedAt+announceDelay, l)
@@ -691,29 +695,29 @@ func testCreateAdmitted(t *testing.T, s Backend) {
 	}
 	notStored(third, "rate limited")
 
-	// A second later the budget is back, but alice has two active.
-	fourth := NewInvitation(now+1000, "alice", 30, false, "erin")
+	// 20 s later the budget is back, but alice has two active.
+	fourth := NewInvitation(now+20_000, "alice", 30, false, "erin")
 	if err := create(fourth); !errors.Is(err, invite.ErrTooManyActive) {
 		t.Fatalf("a third active invitation: %v, want ErrTooManyActive", err)
 	}
 	notStored(fourth, "too many active")
 	// bob answers: one active left, although the index still lists both.
-	if _, err := s.Apply(ctx, first.ID, invite.Change{Action: invite.ActAccept, Actor: "bob", Now: now + 1100, Retention: retention}); err != nil {
+	if _, err := s.Apply(ctx, first.ID, invite.Change{Action: invite.ActAccept, Actor: "bob", Now: now + 21_000, Retention: retention}); err != nil {
 		t.Fatal(err)
 	}
-	fifth := NewInvitation(now+2000, "alice", 30, false, "erin")
+	fifth := NewInvitation(now+30_000, "alice", 30, false, "erin")
 	if err := create(fifth); err != nil {
 		t.Fatalf("after one ended: %v", err)
 	}
-	if got, err := s.Get(ctx, fifth.ID, now+2001); err != nil || !reflect.DeepEqual(got, fifth) {
+	if got, err := s.Get(ctx, fifth.ID, now+30_001); err != nil || !reflect.DeepEqual(got, fifth) {
 		t.Fatalf("Get = %+v, %v; want %+v", got, err, fifth)
 	}
 
 	// erin is pending in two: a third invitation to her is refused.
-	if err := create(NewInvitation(now+2000, "x", 30, false, "erin")); err != nil {
+	if err := create(NewInvitation(now+30_000, "x", 30, false, "erin")); err != nil {
 		t.Fatal(err)
 	}
-	toErin := NewInvitation(now+2000, "y", 30, false, "frank", "erin")
+	toErin := NewInvitation(now+30_000, "y", 30, false, "frank", "erin")
 	if err := create(toErin); !errors.Is(err, invite.ErrTooManyPending) || !strings.Contains(err.Error(), `"erin"`) {
 		t.Fatalf("a third invitation for erin: %v, want ErrTooManyPending naming her", err)
 	}
