@@ -79,6 +79,26 @@ func (l *tripLog) naming(user string) int {
 
 func (l *tripLog) reset() { l.naming("") }
 
+// scriptsNaming counts the round trips since the last reset that run a
+// script and name s anywhere (a key, an argument, a frame), and resets.
+func (l *tripLog) scriptsNaming(s string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, words := range l.trips {
+		script, named := false, false
+		for _, w := range words {
+			script = script || strings.EqualFold(w, "evalsha") || strings.EqualFold(w, "eval")
+			named = named || strings.Contains(w, s)
+		}
+		if script && named {
+			n++
+		}
+	}
+	l.trips = nil
+	return n
+}
+
 // ringLog is the engine's offline pusher, recording the rings asked for.
 type ringLog struct {
 	mu    sync.Mutex
@@ -103,10 +123,12 @@ func (r *ringLog) get(id string) ([][]string, bool) {
 
 // TestInviteIsOneRoundTrip: on a single Redis an invite, 1:1 or to a group,
 // is one round trip, which admits, stores and keeps and publishes the ring
-// for every invitee (issue #11); the offline pushes get the foreground
-// devices that round trip read. When the publishing part fails (here, an
-// invitee's stream of the wrong type), the invitation stands and its ring
-// is announced again until it is kept, once.
+// for every invitee (issue #11), and so is an answer, which also reads its
+// audience; the offline pushes get the foreground devices that round trip
+// read. When the publishing part fails (here, an invitee's stream of the
+// wrong type), the invitation stands and its ring is announced again until
+// it is kept, once, and a later answer waits for it. Without offline
+// pushes the step also forgets the outbox entry.
 func TestInviteIsOneRoundTrip(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -152,6 +174,35 @@ func TestInviteIsOneRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	alice := sig.Caller{User: "alice", Session: 1}
+	outbox := func(id string) []string {
+		t.Helper()
+		fields, err := c.HKeys(ctx, prefix+"inv:{"+id+"}").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, f := range fields {
+			if strings.HasPrefix(f, "a:") {
+				out = append(out, f)
+			}
+		}
+		return out
+	}
+	keptKind := func(user, id, kind string) int {
+		t.Helper()
+		evs, _, err := bs.Replay(ctx, user, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, e := range evs {
+			f := string(e.Frame)
+			if strings.Contains(f, `"inviteID":"`+id+`"`) && strings.Contains(f, `"event":"`+kind+`"`) {
+				n++
+			}
+		}
+		return n
+	}
 	kept := func(user, id string) int {
 		t.Helper()
 		evs, _, err := bs.Replay(ctx, user, "")
@@ -169,7 +220,8 @@ func TestInviteIsOneRoundTrip(t *testing.T) {
 
 	// The first invite on a server loads the script: go-redis sends its
 	// hash first, then, refused, the script itself.
-	if _, err := eng.Invite(ctx, alice, sig.InviteRequest{Invitees: []string{"dave"}, Timeout: 30}); err != nil {
+	warm, err := eng.Invite(ctx, alice, sig.InviteRequest{Invitees: []string{"dave"}, Timeout: 30})
+	if err != nil {
 		t.Fatal(err)
 	}
 	trips.reset()
@@ -185,6 +237,34 @@ func TestInviteIsOneRoundTrip(t *testing.T) {
 	}
 	if fg, ok := rings.get(id); !ok || len(fg) != 1 || len(fg[0]) != 1 || fg[0][0] != "phone" {
 		t.Errorf("invite: ring pushed with foreground %v (asked: %v), want [[phone]]", fg, ok)
+	}
+
+	trips.reset()
+	// bob accepts: one round trip applies it and tells alice and bob. With
+	// offline pushes on, the ring stays in the outbox until the pushes are
+	// recorded and the engine tells the store, and an answer waits for it:
+	// wait for that. The first answer loads the script (dave's).
+	bob := sig.Caller{User: "bob", Session: 2}
+	if err := eng.Accept(ctx, sig.Caller{User: "dave", Session: 3}, warm, ""); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the ring's outbox entry forgotten", func() error {
+		if e := outbox(id); len(e) != 0 {
+			return fmt.Errorf("outbox entries %v", e)
+		}
+		return nil
+	})
+	trips.reset()
+	if err := eng.Accept(ctx, bob, id, "ok"); err != nil {
+		t.Fatal(err)
+	}
+	if n := trips.scriptsNaming(id); n != 1 {
+		t.Errorf("accept: %d script round trips naming the invitation, want 1", n)
+	}
+	for _, u := range []string{"alice", "bob"} {
+		if n := keptKind(u, id, "onInviteeAccepted"); n != 1 {
+			t.Errorf("accept: %s has %d kept onInviteeAccepted of it, want 1", u, n)
+		}
 	}
 
 	trips.reset()
@@ -219,16 +299,50 @@ func TestInviteIsOneRoundTrip(t *testing.T) {
 	if _, err := store.Get(ctx, id, sig.Millis(time.Now())); err != nil {
 		t.Fatalf("the invitation is not stored: %v", err)
 	}
+	// bob rejects while the ring is still in the outbox: the rejection is
+	// not published before the ring, in the step or after it.
+	if err := eng.Reject(ctx, bob, id, ""); err != nil {
+		t.Fatal(err)
+	}
+	if n := keptKind("alice", id, "onInviteeRejected"); n != 0 {
+		t.Errorf("the rejection reached alice before the ring was kept for carol (%d kept)", n)
+	}
 	if err := c.Del(ctx, streamKey).Err(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "carol's ring kept after her stream is back", func() error {
-		if n := kept("carol", id); n != 1 {
-			return fmt.Errorf("carol has %d kept rings of it", n)
+	eventually(t, "carol's ring and bob's rejection kept after her stream is back", func() error {
+		if n, m := keptKind("carol", id, "onReceiveNewInvitation"), keptKind("carol", id, "onInviteeRejected"); n != 1 || m != 1 {
+			return fmt.Errorf("carol has %d kept rings and %d rejections of it", n, m)
 		}
 		return nil
 	})
-	if n := kept("bob", id); n != 1 {
-		t.Errorf("bob has %d kept rings of the invitation announced again, want 1", n)
+	if evs, _, err := bs.Replay(ctx, "carol", ""); err != nil || len(evs) < 2 ||
+		!strings.Contains(string(evs[len(evs)-2].Frame), "onReceiveNewInvitation") || !strings.Contains(string(evs[len(evs)-1].Frame), "onInviteeRejected") {
+		t.Errorf("carol's last two events are not the ring, then the rejection (%v)", err)
+	}
+	if n := kept("bob", id); n != 2 {
+		t.Errorf("bob has %d kept events of the invitation announced again, want 2 (ring, rejection)", n)
+	}
+
+	// With no offline pushes nothing is left to do once the event is
+	// published: the step forgets the outbox entry too.
+	quiet, err := sig.NewEngine(sig.DefaultConfig(), sig.Deps{
+		Store: store, Quotas: store, Groups: store, Publisher: pub, Logger: logger, Registry: prometheus.NewRegistry(), Node: "n2",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err = quiet.Invite(ctx, alice, sig.InviteRequest{Invitees: []string{"erin"}, Timeout: 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := outbox(id); len(e) != 0 || kept("erin", id) != 1 {
+		t.Errorf("invite without pushes: outbox entries %v left, erin has %d rings; want none, 1", e, kept("erin", id))
+	}
+	if err := quiet.Cancel(ctx, alice, id, ""); err != nil {
+		t.Fatal(err)
+	}
+	if e := outbox(id); len(e) != 0 || keptKind("erin", id, "onInvitationCancelled") != 1 {
+		t.Errorf("cancel without pushes: outbox entries %v left; want none, and erin told", e)
 	}
 }

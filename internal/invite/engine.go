@@ -251,6 +251,7 @@ func (e *Engine) Invite(ctx context.Context, c Caller, req InviteRequest) (strin
 			}
 		}
 		if ok {
+			ring.Complete = !e.pushed(inv)
 			report, published, err = e.publishing.CreateAdmittedPublishing(ctx, inv, announceBy, e.cfg.Limits, ring)
 		} else {
 			err = e.admitting.CreateAdmitted(ctx, inv, announceBy, e.cfg.Limits)
@@ -268,7 +269,7 @@ func (e *Engine) Invite(ctx context.Context, c Caller, req InviteRequest) (strin
 	if inv.Deadline > 0 {
 		e.noteDeadline(inv.Deadline)
 	}
-	if published && e.rungInStep(ctx, inv, token, ring, report) {
+	if published && e.doneInStep(ctx, inv, token, ring, report) {
 		return inv.ID, nil
 	}
 	e.announce(ctx, inv)
@@ -369,10 +370,36 @@ func (e *Engine) change(ctx context.Context, c Caller, id string, act Action, da
 	// this instance dies before.
 	now := Millis(e.now())
 	token := rand.Text()
-	out, err := e.store.Apply(ctx, id, Change{
+	ch := Change{
 		Action: act, Actor: c.User, Data: data, Now: now, Retention: e.cfg.Retention.Milliseconds(),
 		Token: token, AnnounceBy: now + e.cfg.ClaimLease.Milliseconds(), Origin: e.origin(c),
-	})
+	}
+	// One step for the change and its event where the store can (see
+	// Invite); the store reads the audience.
+	var (
+		ev        PreparedEvent
+		ok        bool
+		report    []any
+		published bool
+		out       Outcome
+		err       error
+	)
+	if e.publishing != nil {
+		if pe, known := eventBefore(id, token, ch); known {
+			if ev, ok, err = e.preparer.Prepare(pe); err != nil {
+				e.log.Error("readying an event for its change's step failed; it is published after", "inviteID", id, "err", err)
+				ok = false
+			}
+		}
+	}
+	if ok {
+		// Without a pusher nothing but the event is left to do; with one,
+		// whether the invitation is pushed is known only once it is read.
+		ev.Complete = e.pusher == nil
+		out, report, published, err = e.publishing.ApplyPublishing(ctx, id, ch, ev)
+	} else {
+		out, err = e.store.Apply(ctx, id, ch)
+	}
 	if err != nil {
 		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrForbidden) || errors.Is(err, ErrEnded) {
 			// Refused, so nothing to announce: drop its outbox entry now
@@ -386,6 +413,9 @@ func (e *Engine) change(ctx context.Context, c Caller, id string, act Action, da
 		e.active.Dec()
 	}
 	e.changed(out, now)
+	if published && e.doneInStep(ctx, out.Invitation, token, ev, report) {
+		return nil
+	}
 	e.announce(ctx, out.Invitation)
 	return nil
 }

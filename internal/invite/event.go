@@ -68,16 +68,23 @@ type Publisher interface {
 // and its event take one round trip. Payload is the publisher's work in
 // the store's terms (for Redis, a redisscript.Part), opaque to the
 // engine; Done turns the store's report of that work into what Publish
-// returns.
+// returns (live: the audience heard it only live, an invitation sent with
+// onlineUserOnly).
 type PreparedEvent struct {
 	Payload any
-	Done    func(report []any) (foreground [][]string, err error)
+	Done    func(report []any, live bool) (foreground [][]string, err error)
+	// Complete, set by the engine, lets the store forget the change's
+	// outbox entry in the step once the event is published: nothing else
+	// (no offline push) remains to be done for it.
+	Complete bool
 }
 
 // EventPreparer is a Publisher that can ready events for a PublishingStore.
 type EventPreparer interface {
 	// Prepare readies ev. ok is false when it cannot (the backend keeps
 	// the event's keys apart from the store's): the engine then publishes
-	// ev after the change.
+	// ev after the change. An ev without To is for the invitation's
+	// inviter and invitees, whom the store reads in the step; they hear it
+	// only live when the invitation was sent with onlineUserOnly.
 	Prepare(ev Event) (p PreparedEvent, ok bool, err error)
 }

@@ -267,24 +267,50 @@ func (e *Engine) pushes(ctx context.Context, inv *Invitation, a Announcement, fo
 	return err
 }
 
-// rungInStep finishes the announcement of inv's creation (under token)
-// whose event the store published in the creating step (report, for
-// ev.Done): the offline pushes, then the outbox entry is done. It reports
-// false when the report is unreadable, and the caller announces as usual
-// (the event's Once key keeps anyone from getting it twice).
-func (e *Engine) rungInStep(ctx context.Context, inv *Invitation, token string, ev PreparedEvent, report []any) bool {
-	foreground, err := ev.Done(report)
+// doneInStep finishes the announcement of a change to inv (under token)
+// whose event the store published in the step that made it (report, for
+// ev.Done): the offline pushes, then the outbox entry is done, unless the
+// store forgot it already (ev.Complete). It reports false when the report
+// is unreadable, and the caller announces as usual (the event's Once key
+// keeps anyone from getting it twice).
+func (e *Engine) doneInStep(ctx context.Context, inv *Invitation, token string, ev PreparedEvent, report []any) bool {
+	foreground, err := ev.Done(report, inv.OnlineUserOnly)
 	if err != nil {
-		e.log.Warn("reading a ring published with its invitation failed; it is announced again", "inviteID", inv.ID, "err", err)
+		e.log.Warn("reading an event published with its change failed; it is announced again", "inviteID", inv.ID, "err", err)
 		return false
 	}
-	if err := e.pushes(ctx, inv, inv.Unannounced[token], foreground); err != nil {
-		e.log.Warn("announcing a change failed; it is tried again", "inviteID", inv.ID, "action", ActInvite, "err", err)
+	if ev.Complete {
+		return true
+	}
+	a := inv.Unannounced[token]
+	if err := e.pushes(ctx, inv, a, foreground); err != nil {
+		e.log.Warn("announcing a change failed; it is tried again", "inviteID", inv.ID, "action", a.Action, "err", err)
 		e.out.retryLater(inv.ID, e.now())
 		return true
 	}
 	e.out.announced(inv.ID, token)
 	return true
+}
+
+// eventBefore is the event of change ch (under token) to invitation id,
+// made before the change is applied, for its audience to be read in the
+// step (Event.To nil); ok is false for a change whose event depends on
+// the outcome (a timeout: who timed out).
+func eventBefore(id, token string, ch Change) (ev Event, ok bool) {
+	ev = Event{InviteID: id, Data: ch.Data, Except: ch.Origin, Once: "ann:" + token}
+	switch ch.Action {
+	case ActAccept:
+		ev.Kind, ev.Invitee = EvAccepted, ch.Actor
+	case ActReject:
+		ev.Kind, ev.Invitee = EvRejected, ch.Actor
+	case ActCancel:
+		ev.Kind, ev.Inviter = EvCancelled, ch.Actor // refused unless the inviter
+	case ActModify:
+		ev.Kind = EvModified
+	default:
+		return Event{}, false
+	}
+	return ev, true
 }
 
 // tidyOutbox runs every poll interval, from Run: it tells the store which

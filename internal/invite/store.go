@@ -112,6 +112,12 @@ type PublishingStore interface {
 	// not wholly) published: the payload is not one this store knows, or
 	// it failed part-way, and the caller publishes the event itself.
 	CreateAdmittedPublishing(ctx context.Context, inv *Invitation, announceBy int64, l Limits, ev PreparedEvent) (report []any, published bool, err error)
+	// ApplyPublishing is Apply that also carries out ev.Payload, an event
+	// for the invitation's inviter and invitees, in the same step, unless
+	// an earlier change of the invitation is still in its outbox (its
+	// event goes first). published and report as for
+	// CreateAdmittedPublishing.
+	ApplyPublishing(ctx context.Context, id string, ch Change, ev PreparedEvent) (out Outcome, report []any, published bool, err error)
 }
 
 // Limits are the quotas of one user.

@@ -268,30 +268,38 @@ func (b *Bus) Ping(ctx context.Context) error {
 
 // PreparePublish readies env, a kept event (or one with a Once key or a
 // Presence read), for a script of the store to publish in the step that
-// makes its change: payload is a redisscript.Part, for redisscript.Join,
-// and the step is then one round trip for the change and its event. done
-// reads the part's replies, one per user, as Publish reads its own. ok is
-// false on Redis Cluster, where a user's keys and the store's are on
-// different nodes, and for an event Publish would send by plain SPUBLISH:
-// Publish it after the step.
+// makes its change: payload is a redisscript.Part, the script is joined by
+// redisscript.Join, and the step is then one round trip for the change
+// and its event. env.Users nil leaves the users to the store's script (an
+// event for an invitation's inviter and invitees, kept unless the script
+// says they hear it only live). done reads the part's replies, one per
+// user, as Publish reads its own. ok is false on Redis Cluster, where a
+// user's keys and the store's are on different nodes, and for an event
+// Publish would send by plain SPUBLISH: Publish it after the step.
 func (b *Bus) PreparePublish(env bus.Envelope) (payload any, done func(replies []any) ([]bus.Reach, error), ok bool, err error) {
-	if b.single == nil || len(env.Users) == 0 || !(env.Keep || env.Once != "" || env.Presence) {
+	if b.single == nil || (env.Users != nil && len(env.Users) == 0) || !(env.Keep || env.Once != "" || env.Presence) {
 		return nil, nil, false, nil
 	}
 	args, err := b.publishArgs(env)
 	if err != nil {
 		return nil, nil, false, err
 	}
-	part := redisscript.Part{Body: publishLua, Args: args, Keys: make([][]string, len(env.Users))}
-	for i, u := range env.Users {
-		part.Keys[i] = b.publishKeys(u)
+	part := redisscript.Part{Body: publishLua, Users: env.Users, Args: args, Keys: []redisscript.Template{
+		template(b.streamKey), template(b.rungKey), template(b.channel), template(b.presenceKey),
+	}}
+	if env.Users == nil && env.Keep {
+		live := env
+		live.Keep = false
+		if part.LiveArgs, err = b.publishArgs(live); err != nil {
+			return nil, nil, false, err
+		}
 	}
 	n := len(env.Users)
 	done = func(replies []any) ([]bus.Reach, error) {
-		if len(replies) != n {
+		if env.Users != nil && len(replies) != n {
 			return nil, fmt.Errorf("redisbus: publish: %d replies for %d users", len(replies), n)
 		}
-		reach := make([]bus.Reach, n)
+		reach := make([]bus.Reach, len(replies))
 		for i, v := range replies {
 			var c int64
 			c, reach[i].Foreground = publishReply(v)
@@ -300,6 +308,13 @@ func (b *Bus) PreparePublish(env bus.Envelope) (payload any, done func(replies [
 		return reach, nil
 	}
 	return part, done, true, nil
+}
+
+// template is the redisscript.Template of a user's key made by key.
+func template(key func(user string) string) redisscript.Template {
+	k := key("\x00")
+	i := strings.IndexByte(k, 0)
+	return redisscript.Template{Before: k[:i], After: k[i+1:]}
 }
 
 func (b *Bus) publishKeys(u string) []string {

@@ -1,12 +1,13 @@
 // Package redisscript lets one Redis adapter run another's work in its own
 // script call, so that a change and its effects take one round trip: the
-// store creates an invitation and, in the same script, the bus keeps and
-// publishes its ring for every invitee. Each adapter keeps its keys, its
-// Lua and the reading of its replies; this package only joins two scripts
-// into one.
+// store creates an invitation, or applies a change to one, and in the same
+// script the bus keeps and publishes its event for every user of its
+// audience. Each adapter keeps its keys, its Lua and the reading of its
+// replies; this package only joins scripts into one.
 //
-// Joined scripts touch keys of several slots, which Redis Cluster refuses:
-// they are for a single server (or Sentinel's primary) only.
+// Joined scripts touch keys of several slots, and keys they are not given
+// (a user's keys, named once the invitation is read), which Redis Cluster
+// refuses: they are for a single server (or Sentinel's primary) only.
 package redisscript
 
 import (
@@ -16,49 +17,82 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Part is work an adapter hands to another adapter's script: the body of a
-// Lua function of (KEYS, ARGV), written as a script of its own would be
-// (a first "#!lua" line is dropped), run once per key set with the same
-// ARGV. Its replies, in the order of Keys, are the reader's.
-type Part struct {
+// Main is the side of the adapter that makes the change.
+type Main struct {
+	// Body is a script (a first "#!lua" line is dropped), run as a Lua
+	// function of (KEYS, ARGV).
 	Body string
-	Keys [][]string
-	Args []any
+	// Audience is the body of a Lua function of (r, KEYS, ARGV, users): r
+	// is what Body returned, KEYS and ARGV are Body's, users those Args
+	// was given. It returns the users the part runs for and whether they
+	// hear the event only live (the part then gets Part.LiveArgs), or nil
+	// when the part must not run (the change was refused, or is not to be
+	// announced here).
+	Audience string
+	// After is the body of a Lua function of (r, X), X being the after
+	// arguments Args was given, run once the part ran for every user
+	// without failing: the main's bookkeeping of a done announcement.
+	After string
 }
 
-// Joined is a script that runs a main body, then, if it returned
-// OK (0), the part's body once per key set: one round trip for both.
+// Part is work an adapter hands to another adapter's script: the body of a
+// Lua function of (KEYS, ARGV), written as a script of its own would be
+// (a first "#!lua" line is dropped), run once per user with the same ARGV.
+// Its replies, in the order of the users, are the reader's.
+type Part struct {
+	Body string
+	// Keys are the part's KEYS for a user u: Before + u + After each.
+	Keys []Template
+	// Users are the users to run for, when known beforehand; nil: the
+	// main's Audience names them.
+	Users []string
+	Args  []any
+	// LiveArgs replace Args when the audience hears the event only live;
+	// nil: Args all the same.
+	LiveArgs []any
+}
+
+// Template makes a key of a user: Before + user + After.
+type Template struct{ Before, After string }
+
+// Joined is a script that runs a Main, then a Part per user of its
+// audience, then the Main's After: one round trip for all.
 type Joined struct {
 	script *redis.Script
 }
 
 var (
 	joinedMu sync.Mutex
-	joined   = map[[2]string]*Joined{} // by (main, part) body; guarded by joinedMu
+	joined   = map[[4]string]*Joined{} // by the bodies; guarded by joinedMu
 )
 
-// Join returns the script that runs main, then part; made once per pair
-// of bodies.
+// Join returns the script that runs m, then part; made once per set of
+// bodies.
 //
-// The joined script returns {status} when main returned a status other
-// than 0; else {0, reply, reply, ...}, one reply of part per key set; or
-// {-1, message} when a part failed (raised an error): what main did
-// stands (it returned 0), and whatever the part calls did before the
-// failure. Statuses of main must not be negative.
-func Join(main, part string) *Joined {
+// The joined script returns {r} when the part did not run (r: what
+// m.Body returned); {r, {reply, ...}} when it ran for every user, one reply
+// per user; or {r, message} when it failed (raised an error) for one:
+// what m.Body did stands, and whatever the part did before the failure;
+// After did not run.
+func Join(m Main, part string) *Joined {
 	joinedMu.Lock()
 	defer joinedMu.Unlock()
-	k := [2]string{main, part}
+	k := [4]string{m.Body, m.Audience, m.After, part}
 	if j := joined[k]; j != nil {
 		return j
 	}
 	var b strings.Builder
-	b.WriteString("#!lua\n-- joined by package redisscript: main, then part per key set\n")
-	b.WriteString("local function main(KEYS, ARGV)\n")
-	b.WriteString(body(main))
-	b.WriteString("\nend\nlocal function part(KEYS, ARGV)\n")
-	b.WriteString(body(part))
-	b.WriteString("\nend\n")
+	b.WriteString("#!lua\n-- joined by package redisscript: main, then part per user, then after\n")
+	for _, f := range []struct{ sig, body string }{
+		{"main(KEYS, ARGV)", body(m.Body)},
+		{"audience(r, KEYS, ARGV, users)", m.Audience},
+		{"after(r, X)", m.After},
+		{"part(KEYS, ARGV)", body(part)},
+	} {
+		b.WriteString("local function " + f.sig + "\n")
+		b.WriteString(f.body)
+		b.WriteString("\nend\n")
+	}
 	b.WriteString(driver)
 	j := &Joined{script: redis.NewScript(b.String())}
 	joined[k] = j
@@ -74,25 +108,50 @@ local function slice(t, from, n)
   end
   return out
 end
-local mk, ma = tonumber(ARGV[1]), tonumber(ARGV[2])
-local calls, pk, pa = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local status = main(slice(KEYS, 1, mk), slice(ARGV, 6, ma))
-if status ~= 0 then
-  return {status}
+local mk, ma, nx, nu = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local nt, pa, pl = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local i = 8
+local mkeys, margs = slice(KEYS, 1, mk), slice(ARGV, i, ma)
+i = i + ma
+local x = slice(ARGV, i, nx)
+i = i + nx
+local given = slice(ARGV, i, nu)
+i = i + nu
+local templates = slice(ARGV, i, 2 * nt)
+i = i + 2 * nt
+local pargs = slice(ARGV, i, pa)
+i = i + pa
+local largs = pargs
+if pl > 0 then
+  largs = slice(ARGV, i, pl)
 end
-local out = {0}
-local pargs = slice(ARGV, 6 + ma, pa)
-for c = 0, calls - 1 do
-  local ok, r = pcall(part, slice(KEYS, mk + 1 + c * pk, pk), pargs)
-  if not ok then
-    if type(r) == 'table' and r.err then
-      r = r.err
-    end
-    return {-1, tostring(r)}
+
+local r = main(mkeys, margs)
+local users, live = audience(r, mkeys, margs, given)
+if not users then
+  return {r}
+end
+local replies = {}
+for _, u in ipairs(users) do
+  local keys = {}
+  for t = 1, 2 * nt, 2 do
+    keys[#keys + 1] = templates[t] .. u .. templates[t + 1]
   end
-  out[#out + 1] = r
+  local args = pargs
+  if live then
+    args = largs
+  end
+  local ok, reply = pcall(part, keys, args)
+  if not ok then
+    if type(reply) == 'table' and reply.err then
+      reply = reply.err
+    end
+    return {r, tostring(reply)}
+  end
+  replies[#replies + 1] = reply
 end
-return out
+after(r, x)
+return {r, replies}
 `
 
 func body(src string) string {
@@ -108,49 +167,41 @@ func body(src string) string {
 // Script is the joined script, to run with Args.
 func (j *Joined) Script() *redis.Script { return j.script }
 
-// Args lays out the keys and arguments of one run: main's, then the
-// part's. Every key set of the part must have the same length.
-func Args(mainKeys []string, mainArgs []any, p Part) ([]string, []any) {
-	perCall := 0
-	if len(p.Keys) > 0 {
-		perCall = len(p.Keys[0])
-	}
-	keys := make([]string, 0, len(mainKeys)+perCall*len(p.Keys))
-	keys = append(keys, mainKeys...)
-	for _, k := range p.Keys {
-		keys = append(keys, k...)
-	}
-	args := make([]any, 0, 5+len(mainArgs)+len(p.Args))
-	args = append(args, len(mainKeys), len(mainArgs), len(p.Keys), perCall, len(p.Args))
+// Args lays out the keys and arguments of one run: the main's keys and
+// arguments, After's arguments, and the part.
+func Args(mainKeys []string, mainArgs, after []any, p Part) ([]string, []any) {
+	args := make([]any, 0, 7+len(mainArgs)+len(after)+len(p.Users)+2*len(p.Keys)+len(p.Args)+len(p.LiveArgs))
+	args = append(args, len(mainArgs), len(after), len(p.Users), len(p.Keys), len(p.Args), len(p.LiveArgs))
+	args = append([]any{len(mainKeys)}, args...)
 	args = append(args, mainArgs...)
+	args = append(args, after...)
+	for _, u := range p.Users {
+		args = append(args, u)
+	}
+	for _, t := range p.Keys {
+		args = append(args, t.Before, t.After)
+	}
 	args = append(args, p.Args...)
-	return keys, args
+	args = append(args, p.LiveArgs...)
+	return mainKeys, args
 }
 
-// Reply splits the joined script's reply: main's status, and the part's
-// replies when it ran. partErr is the message of a part that failed, after
-// main returned 0.
-func Reply(v any) (status int64, replies []any, partErr string, ok bool) {
+// Reply splits the joined script's reply: what the main returned; the
+// part's replies and ran true when it ran for every user; partErr, the
+// message of a part that failed. ok is false for a reply of another shape.
+func Reply(v any) (main any, replies []any, ran bool, partErr string, ok bool) {
 	a, isSlice := v.([]any)
-	if !isSlice || len(a) == 0 {
-		return 0, nil, "", false
-	}
-	status, ok = a[0].(int64)
-	if !ok {
-		return 0, nil, "", false
-	}
-	if status == -1 {
-		msg := ""
-		if len(a) > 1 {
-			msg, _ = a[1].(string)
-		}
-		if msg == "" {
-			msg = "a part failed"
-		}
-		return 0, nil, msg, true
+	if !isSlice || len(a) == 0 || len(a) > 2 {
+		return nil, nil, false, "", false
 	}
 	if len(a) == 1 {
-		return status, nil, "", true
+		return a[0], nil, false, "", true
 	}
-	return status, a[1:], "", true
+	switch p := a[1].(type) {
+	case []any:
+		return a[0], p, true, "", true
+	case string:
+		return a[0], nil, false, p, true
+	}
+	return nil, nil, false, "", false
 }

@@ -12,72 +12,95 @@ import (
 
 func TestMain(m *testing.M) { redistest.Main(m) }
 
-// main sets its key to ARGV[1] and returns ARGV[2] as its status; the
-// part appends ARGV[1] to its list key and returns the list's length.
-const (
-	mainLua = "#!lua\nredis.call('SET', KEYS[1], ARGV[1])\nreturn tonumber(ARGV[2])\n"
-	partLua = "#!lua\nreturn redis.call('RPUSH', KEYS[1], ARGV[1])\n"
-)
+// The main sets its key to ARGV[1] and returns ARGV[2] as its status; its
+// audience is the users given, or else two it "reads", who hear only live;
+// its After marks its key. The part appends ARGV[1] to the user's list and
+// returns the list's length.
+var testMain = redisscript.Main{
+	Body: "#!lua\nredis.call('SET', KEYS[1], ARGV[1])\nreturn tonumber(ARGV[2])\n",
+	Audience: `if r ~= 0 then return nil end
+if #users > 0 then return users, false end
+return {'read1', 'read2'}, true`,
+	After: `if #X == 1 then redis.call('SET', X[1], 'after') end`,
+}
 
-// TestJoin: the part runs once per key set, with its own KEYS and ARGV,
-// only after main returned 0; a failing part leaves main's work and says
-// so; a script is made once per pair of bodies.
+const partLua = "#!lua\nreturn redis.call('RPUSH', KEYS[1], ARGV[1])\n"
+
+// TestJoin: the part runs once per user of the main's audience, with its
+// own KEYS (made from the templates) and ARGV (the live ones for a live
+// audience), only when the main says so; After runs when every part did;
+// a failing part leaves the main's work and says so; a script is made once
+// per set of bodies.
 func TestJoin(t *testing.T) {
 	ctx := context.Background()
 	c, prefix := redistest.NewClient(t)
-	j := redisscript.Join(mainLua, partLua)
-	if redisscript.Join(mainLua, partLua) != j {
+	j := redisscript.Join(testMain, partLua)
+	if redisscript.Join(testMain, partLua) != j {
 		t.Error("Join made a second script for the same bodies")
 	}
-	run := func(status string, lists ...string) (int64, []any, string) {
+	run := func(status string, users ...string) (any, []any, bool, string) {
 		t.Helper()
-		p := redisscript.Part{Body: partLua, Args: []any{"x"}}
-		for _, l := range lists {
-			p.Keys = append(p.Keys, []string{prefix + l})
-		}
-		keys, args := redisscript.Args([]string{prefix + "main"}, []any{"m", status}, p)
+		p := redisscript.Part{Body: partLua, Users: users, Args: []any{"x"}, LiveArgs: []any{"L"},
+			Keys: []redisscript.Template{{Before: prefix + "list:", After: ":end"}}}
+		keys, args := redisscript.Args([]string{prefix + "main"}, []any{"m", status}, []any{prefix + "after"}, p)
 		v, err := j.Script().Run(ctx, c, keys, args...).Result()
 		if err != nil {
 			t.Fatalf("Run: %v", err)
 		}
-		st, replies, partErr, ok := redisscript.Reply(v)
+		main, replies, ran, partErr, ok := redisscript.Reply(v)
 		if !ok {
 			t.Fatalf("Reply(%v) not understood", v)
 		}
-		return st, replies, partErr
+		return main, replies, ran, partErr
+	}
+	list := func(u string) []string {
+		t.Helper()
+		l, err := c.LRange(ctx, prefix+"list:"+u+":end", 0, -1).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	after := func() bool {
+		t.Helper()
+		v, _ := c.Get(ctx, prefix+"after").Result()
+		c.Del(ctx, prefix+"after")
+		return v == "after"
 	}
 
-	st, replies, partErr := run("0", "a", "b", "a")
-	if st != 0 || partErr != "" || !reflect.DeepEqual(replies, []any{int64(1), int64(1), int64(2)}) {
-		t.Errorf("main 0, parts on a, b, a: status %d, replies %v, part error %q; want 0, [1 1 2], none", st, replies, partErr)
+	main, replies, ran, partErr := run("0", "a", "b", "a")
+	if main != int64(0) || !ran || partErr != "" || !reflect.DeepEqual(replies, []any{int64(1), int64(1), int64(2)}) {
+		t.Errorf("main 0, users a, b, a: main %v, replies %v, ran %v, part error %q; want 0, [1 1 2], true, none", main, replies, ran, partErr)
 	}
-	if got, _ := c.Get(ctx, prefix+"main").Result(); got != "m" {
-		t.Errorf("main's key = %q, want m", got)
+	if got := list("a"); !reflect.DeepEqual(got, []string{"x", "x"}) {
+		t.Errorf("a's list = %v, want [x x]", got)
 	}
-
-	st, replies, partErr = run("6", "c")
-	if st != 6 || replies != nil || partErr != "" {
-		t.Errorf("main 6: status %d, replies %v, part error %q; want 6 and no part", st, replies, partErr)
-	}
-	if n, _ := c.Exists(ctx, prefix+"c").Result(); n != 0 {
-		t.Error("the part ran after main refused")
+	if got, _ := c.Get(ctx, prefix+"main").Result(); got != "m" || !after() {
+		t.Errorf("main's key = %q, After ran: want m, and After to have run", got)
 	}
 
-	if err := c.Set(ctx, prefix+"notalist", "s", 0).Err(); err != nil {
+	main, replies, ran, partErr = run("6", "c")
+	if main != int64(6) || ran || replies != nil || partErr != "" || len(list("c")) != 0 || after() {
+		t.Errorf("main 6: main %v, replies %v, ran %v, part error %q; want 6 and neither part nor After", main, replies, ran, partErr)
+	}
+
+	main, replies, ran, _ = run("0")
+	if main != int64(0) || !ran || len(replies) != 2 || !reflect.DeepEqual(list("read2"), []string{"L"}) || !after() {
+		t.Errorf("an audience the main reads, live: replies %v, ran %v, read2's list %v; want 2 replies and [L]", replies, ran, list("read2"))
+	}
+
+	if err := c.Set(ctx, prefix+"list:notalist:end", "s", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
 	c.Del(ctx, prefix+"main")
-	st, replies, partErr = run("0", "d", "notalist", "e")
-	if st != 0 || replies != nil || !strings.Contains(partErr, "WRONGTYPE") {
-		t.Errorf("a part failing: status %d, replies %v, part error %q; want 0, none, WRONGTYPE", st, replies, partErr)
+	main, _, ran, partErr = run("0", "d", "notalist", "e")
+	if main != int64(0) || ran || !strings.Contains(partErr, "WRONGTYPE") {
+		t.Errorf("a part failing: main %v, ran %v, part error %q; want 0, false, WRONGTYPE", main, ran, partErr)
 	}
 	if got, _ := c.Get(ctx, prefix+"main").Result(); got != "m" {
 		t.Errorf("main's work after a part failed: %q, want m (it stands)", got)
 	}
-	if n, _ := c.LLen(ctx, prefix+"d").Result(); n != 1 {
-		t.Errorf("the part before the failure: %d entries, want 1 (it stands)", n)
-	}
-	if n, _ := c.Exists(ctx, prefix+"e").Result(); n != 0 {
-		t.Error("the part after the failure ran")
+	if ranAfter := after(); len(list("d")) != 1 || len(list("e")) != 0 || ranAfter {
+		t.Errorf("after a failure: d has %d (want 1, done before), e %d (want 0), After ran %v (want not)", len(list("d")), len(list("e")), ranAfter)
 	}
 }

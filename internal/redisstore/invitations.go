@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/signald/signald/internal/invite"
+	"github.com/signald/signald/internal/redisscript"
 )
 
 // Fields of the invitation hash.
@@ -184,55 +185,104 @@ func boolField(b bool) string {
 
 // Apply implements invite.Store.
 func (s *Store) Apply(ctx context.Context, id string, ch invite.Change) (invite.Outcome, error) {
+	out, _, _, err := s.apply(ctx, id, ch, nil, nil)
+	return out, err
+}
+
+// ApplyPublishing implements invite.PublishingStore: on a single server,
+// transition.lua joined with the publisher's part (ev.Payload, a
+// redisscript.Part for the change's audience, which the script reads from
+// the invitation), so that the change and its event are one round trip.
+// The event is published in the step only when no earlier change of the
+// invitation is still in its outbox (those go first, announced by the
+// caller). Elsewhere, or for a payload it does not know, it is Apply, and
+// the caller publishes.
+func (s *Store) ApplyPublishing(ctx context.Context, id string, ch invite.Change, ev invite.PreparedEvent) (invite.Outcome, []any, bool, error) {
+	part, ok := ev.Payload.(redisscript.Part)
+	if !ok || !s.onePipeline || ch.Token == "" {
+		out, err := s.Apply(ctx, id, ch)
+		return out, nil, false, err
+	}
+	var after []any
+	if ev.Complete {
+		after = s.forgetEntry(id, ch.Token)
+	}
+	return s.apply(ctx, id, ch, &part, after)
+}
+
+// forgetEntry is the After arguments (forgetLua) that forget the outbox
+// entry of token on invitation id.
+func (s *Store) forgetEntry(id, token string) []any {
+	return []any{s.announceKey(), id + "\n" + token, s.invKey(id), fAnnouncePrefix + token}
+}
+
+// apply is Apply, joined with part when it is not nil (after: the After
+// arguments); published reports whether part ran for the whole audience.
+func (s *Store) apply(ctx context.Context, id string, ch invite.Change, part *redisscript.Part, after []any) (out invite.Outcome, report []any, published bool, err error) {
 	op := string(ch.Action) + " " + id
 	keys := []string{s.invKey(id)}
 	if s.onePipeline {
 		keys = append(keys, s.deadlinesKey())
 	}
 	args := []any{string(ch.Action), ch.Actor, ch.Data, ch.Now, ch.Now + ch.Retention, ch.Token, "", id}
+	script := transitionScript
+	if part != nil {
+		args[6] = encodeAnnouncement(invite.Announcement{Action: ch.Action, Actor: ch.Actor, Data: ch.Data, Origin: ch.Origin})
+		script = redisscript.Join(transitionMain, part.Body).Script()
+		keys, args = redisscript.Args(keys, args, after, *part)
+	}
 	var cmd *redis.Cmd
 	if ch.Token != "" {
 		// The outbox entry's index goes first, in the same round trip on a
 		// single server: a change recorded under the token always has one,
 		// and an entry whose change failed is dropped when it is claimed.
-		args[6] = encodeAnnouncement(invite.Announcement{Action: ch.Action, Actor: ch.Actor, Data: ch.Data, Origin: ch.Origin})
+		if part == nil {
+			args[6] = encodeAnnouncement(invite.Announcement{Action: ch.Action, Actor: ch.Actor, Data: ch.Data, Origin: ch.Origin})
+		}
 		pipe := s.c.Pipeline()
 		pipe.ZAdd(ctx, s.announceKey(), redis.Z{Score: float64(ch.AnnounceBy), Member: id + "\n" + ch.Token})
 		if s.onePipeline {
-			cmd = pipe.EvalSha(ctx, transitionScript.Hash(), keys, args...)
+			cmd = pipe.EvalSha(ctx, script.Hash(), keys, args...)
 		}
 		cmds, _ := pipe.Exec(ctx)
 		if err := cmds[0].Err(); err != nil {
-			return invite.Outcome{}, unavailable(op, err)
+			return invite.Outcome{}, nil, false, unavailable(op, err)
 		}
 	}
 	if cmd == nil || redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
-		cmd = transitionScript.Run(ctx, s.c, keys, args...)
+		cmd = script.Run(ctx, s.c, keys, args...)
 	}
-	res, err := cmd.Slice()
+	v, err := cmd.Result()
 	if err != nil {
-		return invite.Outcome{}, unavailable(op, err)
+		return invite.Outcome{}, nil, false, unavailable(op, err)
 	}
+	if part != nil {
+		var ok bool
+		if v, report, published, _, ok = redisscript.Reply(v); !ok {
+			return invite.Outcome{}, nil, false, fmt.Errorf("redisstore: %s: malformed script reply %v", op, v)
+		}
+	}
+	res, _ := v.([]any)
 	var status int64 = -1
 	if len(res) > 0 {
 		status, _ = res[0].(int64)
 	}
 	if status < 0 {
-		return invite.Outcome{}, fmt.Errorf("redisstore: %s: malformed script reply %v", op, res)
+		return invite.Outcome{}, nil, false, fmt.Errorf("redisstore: %s: malformed script reply %v", op, v)
 	}
 	if status != statusOK {
-		return invite.Outcome{}, fmt.Errorf("redisstore: %s: %w", op, statusErr(status))
+		return invite.Outcome{}, nil, false, fmt.Errorf("redisstore: %s: %w", op, statusErr(status))
 	}
-	out, err := decodeOutcome(id, res)
+	out, err = decodeOutcome(id, res)
 	if err != nil {
-		return invite.Outcome{}, fmt.Errorf("redisstore: %s: %w", op, err)
+		return invite.Outcome{}, nil, false, fmt.Errorf("redisstore: %s: %w", op, err)
 	}
 	if out.Ended && ch.Action != invite.ActTimeout && !s.onePipeline && out.Invitation.Deadline > 0 {
 		// On a cluster the deadline is in another slot than the script's:
 		// forget it here. Failing that, it comes due and is found ended.
 		_ = s.c.ZRem(ctx, s.deadlinesKey(), id).Err()
 	}
-	return out, nil
+	return out, report, published, nil
 }
 
 func decodeOutcome(id string, res []any) (invite.Outcome, error) {

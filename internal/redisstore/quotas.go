@@ -68,23 +68,30 @@ func (s *Store) CreateAdmitted(ctx context.Context, inv *invite.Invitation, anno
 // publishes.
 func (s *Store) CreateAdmittedPublishing(ctx context.Context, inv *invite.Invitation, announceBy int64, l invite.Limits, ev invite.PreparedEvent) ([]any, bool, error) {
 	part, ok := ev.Payload.(redisscript.Part)
-	if !ok || !s.onePipeline {
+	if !ok || !s.onePipeline || part.Users == nil {
 		return nil, false, s.CreateAdmitted(ctx, inv, announceBy, l)
 	}
+	var after []any
+	if ev.Complete {
+		for token, a := range inv.Unannounced {
+			if a.Action == invite.ActInvite {
+				after = s.forgetEntry(inv.ID, token)
+			}
+		}
+	}
 	keys, args := s.admitCreateCall(inv, announceBy, l)
-	keys, args = redisscript.Args(keys, args, part)
-	v, err := redisscript.Join(admitCreateLua, part.Body).Script().Run(ctx, s.c, keys, args...).Result()
+	keys, args = redisscript.Args(keys, args, after, part)
+	v, err := redisscript.Join(admitCreateMain, part.Body).Script().Run(ctx, s.c, keys, args...).Result()
 	if err != nil {
 		return nil, false, unavailable("create "+inv.ID, err)
 	}
-	status, replies, partErr, ok := redisscript.Reply(v)
-	switch {
-	case !ok:
+	main, replies, ran, _, ok := redisscript.Reply(v)
+	status, isInt := main.(int64)
+	if !ok || !isInt {
 		return nil, false, fmt.Errorf("redisstore: create %s: malformed script reply %v", inv.ID, v)
-	case partErr != "":
-		return nil, false, nil // stored; the caller publishes again
-	case status == statusOK:
-		return replies, true, nil
+	}
+	if status == statusOK {
+		return replies, ran, nil // stored; the ring published unless ran is false
 	}
 	return nil, false, s.admitted(ctx, inv, announceBy, l, status)
 }

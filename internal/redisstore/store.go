@@ -131,6 +131,7 @@ import (
 
 	"github.com/signald/signald/internal/device"
 	"github.com/signald/signald/internal/invite"
+	"github.com/signald/signald/internal/redisscript"
 )
 
 // DefaultPrefix is the key prefix when Options.Prefix is empty.
@@ -281,6 +282,58 @@ var (
 	pushrungLua    string
 	pushrungScript = redis.NewScript(pushrungLua)
 )
+
+// The scripts joined with the bus's part (package redisscript), on a
+// single server only. Their After forgets a change's outbox entry when the
+// caller says nothing else remains to be done for it (no offline pushes):
+// X is {the outbox set, its member, the invitation's hash, the entry's
+// field}, or empty to keep the entry.
+var (
+	admitCreateMain = redisscript.Main{Body: admitCreateLua, Audience: createdAudience, After: forgetLua}
+	transitionMain  = redisscript.Main{Body: transitionLua, Audience: changeAudience, After: forgetLua}
+)
+
+const forgetLua = `if #X == 4 then
+  redis.call('ZREM', X[1], X[2])
+  redis.call('HDEL', X[3], X[4])
+end`
+
+// createdAudience: the invitees given, once admitcreate.lua stored the
+// invitation (or found it stored by this very call).
+const createdAudience = `if r ~= 0 then
+  return nil
+end
+return users, false`
+
+// changeAudience: the inviter and every invitee, read from the invitation
+// transition.lua returns, once the change is applied; they hear it only
+// live when the invitation was sent with onlineUserOnly. Nobody, when an
+// earlier change is still in the outbox: its event goes first, and the
+// caller announces them in order.
+const changeAudience = `if r[1] ~= 0 then
+  return nil
+end
+local f = {}
+local flat = r[4]
+for i = 1, #flat, 2 do
+  f[flat[i]] = flat[i + 1]
+end
+local own = 'a:' .. ARGV[6]
+for k in pairs(f) do
+  if string.sub(k, 1, 2) == 'a:' and k ~= own then
+    return nil
+  end
+end
+local out = {f['inviter']}
+local s = f['invitees'] or ''
+local i = 1
+while i <= #s do
+  local colon = string.find(s, ':', i, true)
+  local n = tonumber(string.sub(s, i, colon - 1))
+  out[#out + 1] = string.sub(s, colon + 1, colon + n)
+  i = colon + n + 2
+end
+return out, f['oo'] == '1'`
 
 // Status codes returned by the scripts.
 const (

@@ -59,12 +59,15 @@ func (p *Publisher) Prepare(ev invite.Event) (invite.PreparedEvent, bool, error)
 	if err != nil || !ok {
 		return invite.PreparedEvent{}, false, err
 	}
-	return invite.PreparedEvent{Payload: payload, Done: func(replies []any) ([][]string, error) {
+	return invite.PreparedEvent{Payload: payload, Done: func(replies []any, live bool) ([][]string, error) {
 		reach, err := done(replies)
 		if err != nil {
 			return nil, err
 		}
-		return p.reached(ev, env, reach), nil
+		published := env
+		published.Keep = env.Keep && !live
+		published.Users = make([]string, len(reach)) // only counted
+		return p.reached(ev, published, reach), nil
 	}}, true, nil
 }
 
