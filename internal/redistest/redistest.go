@@ -15,6 +15,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -175,7 +176,7 @@ func start(dir string, removeDir bool, extra []string) (*Server, error) {
 		return nil, errors.New(notFound)
 	}
 	var lastErr error
-	for range 3 {
+	for range 5 {
 		var srv *Server
 		srv, lastErr = startOnce(bin, dir, extra)
 		if lastErr == nil {
@@ -220,7 +221,7 @@ func startOnce(bin, dir string, extra []string) (*Server, error) {
 		_ = cmd.Wait()
 		close(srv.exited)
 	}()
-	if err := waitReady(srv.Addr, srv.exited); err != nil {
+	if err := waitReady(srv.Addr, logFile, srv.exited); err != nil {
 		srv.Stop()
 		log, _ := os.ReadFile(logFile)
 		return nil, fmt.Errorf("redistest: redis-server on %s: %w\n%s", srv.Addr, err, lastLines(string(log), 20))
@@ -228,11 +229,21 @@ func startOnce(bin, dir string, extra []string) (*Server, error) {
 	return srv, nil
 }
 
-// waitReady waits until the server at addr answers PING.
-func waitReady(addr string, exited <-chan struct{}) error {
+// waitReady waits until the server at addr answers PING, and checks that
+// it is the one started with logFile: the port, free when it was picked,
+// may have been taken since by a server another test process started, and
+// then this one cannot bind it.
+func waitReady(addr, logFile string, exited <-chan struct{}) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if err := Ping(addr); err == nil {
+			got, err := configGet(addr, "logfile")
+			if err != nil {
+				return fmt.Errorf("asking who answers: %w", err)
+			}
+			if got != logFile {
+				return fmt.Errorf("another server answers there (its log file is %q)", got)
+			}
 			return nil
 		} else if time.Now().After(deadline) {
 			return fmt.Errorf("no answer to PING: %w", err)
@@ -265,6 +276,45 @@ func Ping(addr string) error {
 		return fmt.Errorf("PING answered %q", strings.TrimSpace(line))
 	}
 	return nil
+}
+
+// configGet returns the value of the configuration parameter param of the
+// Redis at addr, over a fresh connection (RESP2, without go-redis).
+func configGet(addr, param string) (string, error) {
+	conn, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(time.Second))
+	if _, err := fmt.Fprintf(conn, "*3\r\n$6\r\nCONFIG\r\n$3\r\nGET\r\n$%d\r\n%s\r\n", len(param), param); err != nil {
+		return "", err
+	}
+	r := bufio.NewReader(conn)
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	if line != "*2\r\n" {
+		return "", fmt.Errorf("CONFIG GET %s answered %q", param, strings.TrimSpace(line))
+	}
+	var value string
+	for range 2 { // the name, then the value
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return "", err
+		}
+		n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(line, "$"), "\r\n"))
+		if !strings.HasPrefix(line, "$") || err != nil || n < 0 {
+			return "", fmt.Errorf("CONFIG GET %s answered %q", param, strings.TrimSpace(line))
+		}
+		b := make([]byte, n+2)
+		if _, err := io.ReadFull(r, b); err != nil {
+			return "", err
+		}
+		value = string(b[:n])
+	}
+	return value, nil
 }
 
 func freePort() (int, error) {
