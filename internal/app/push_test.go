@@ -164,8 +164,10 @@ func TestRingAndEndPushes(t *testing.T) {
 			t.Fatalf("after the cancel: %v; want the tablet and the watch told, not carol's APNs phone", got)
 		}
 
-		// A timeout: the tablet and the watch are told.
-		invite(t, alice, map[string]any{"invitee": "bob", "data": "", "timeout": 1})
+		// A timeout: the tablet and the watch are told. The ring pushes
+		// are given up at the invitation's deadline: 5 s lets a slow
+		// machine send them first.
+		invite(t, alice, map[string]any{"invitee": "bob", "data": "", "timeout": 5})
 		got = f.waitPushes(t, 12)
 		if n := strings.Count(strings.Join(got, "\n"), "end timeout"); n != 2 {
 			t.Fatalf("after the timeout: %v; want two end pushes", got)
@@ -220,22 +222,33 @@ func TestDeadTokensAreRemoved(t *testing.T) {
 func TestFailingPushGivesUpAtTheDeadline(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, o app.Options) {
 		o, f := withPush(t, o)
-		o.Scheduler.Lease, o.Scheduler.Attempt = 3*time.Second, time.Second
+		// The slow answer (200 ms) is far inside an attempt (2 s), and an
+		// attempt inside the lease (6 s): it is never tried again.
+		o.Scheduler.Lease, o.Scheduler.Attempt = 6*time.Second, 2*time.Second
 		dm := startDaemon(t, o)
 		f.hook.AnswerToken("tok-down", &pushtest.Answer{Status: http.StatusServiceUnavailable})
-		f.apns.AnswerToken("tok-slow", &pushtest.Answer{Delay: 500 * time.Millisecond})
+		f.apns.AnswerToken("tok-slow", &pushtest.Answer{Delay: 200 * time.Millisecond})
 		alice, bob := dm.login("alice"), dm.loginDevice("bob", "bob-laptop")
 		register(t, bob, "bob-watch", "webhook", "tok-down")
 		register(t, bob, "bob-phone", "apns-voip", "tok-slow")
 		_ = bob.Close()
-		invite(t, alice, map[string]any{"invitee": "bob", "data": "", "timeout": 2})
+		// Retried 0.5 s, 1 s, 2 s apart: within 4 s the webhook is tried
+		// again even if the first try comes late.
+		invite(t, alice, map[string]any{"invitee": "bob", "data": "", "timeout": 4})
 		eventually(t, "the failing push given up", func() error {
 			if n := dm.metric("signald_pushes_total", `result="gave_up"`); n != 1 {
 				return fmt.Errorf("%v given up", n)
 			}
 			return nil
 		})
-		reqs := f.hook.Requests()
+		// The ring's tries; the timeout's end push goes to the same
+		// webhook, after the deadline, and is no retry of the ring.
+		var reqs []pushtest.WebhookRequest
+		for _, r := range f.hook.Requests() {
+			if r.Fields["type"] == "invite" {
+				reqs = append(reqs, r)
+			}
+		}
 		if len(reqs) < 2 {
 			t.Fatalf("the failing webhook was tried %d times, want retries", len(reqs))
 		}
