@@ -396,18 +396,21 @@ func testDueOrder(t *testing.T, q push.Queue) {
 func testExpiry(t *testing.T, q push.Queue) {
 	ctx := context.Background()
 	now := nowMs()
+	// Expiries a minute on: Redis also expires the keys on its own clock,
+	// which must not get there while the test runs on a slow machine.
+	const expiry = 60_000
 	soon := newInviteID()
 	short := NewJob(soon, "bob", "phone", push.KindRing, now+500)
 	claimedShort := NewJob(soon, "carol", "phone", push.KindRing, now+500)
-	mustAdd(t, q, soon, []push.Job{short, claimedShort}, now, now+1000)
+	mustAdd(t, q, soon, []push.Job{short, claimedShort}, now, now+expiry)
 	if got := claim(t, q, now, 1); len(got) != 1 {
 		t.Fatalf("Claim(max 1) = %s", show(got))
 	}
 	// A later Add may say it lives longer; never shorter.
-	mustAdd(t, q, soon, []push.Job{short}, now, now+500)
+	mustAdd(t, q, soon, []push.Job{short}, now, now+expiry/2)
 	// Past the expiry: nothing of it is claimed, not even what a dead
 	// claimer left.
-	after := now + 1000 + 2*lease.Milliseconds()
+	after := now + expiry + 2*lease.Milliseconds()
 	if got := claim(t, q, after, 10); len(got) != 0 {
 		t.Fatalf("jobs claimed after their invitation's expiry: %s", show(got))
 	}
@@ -423,9 +426,9 @@ func testExpiry(t *testing.T, q push.Queue) {
 	// Extended by a later Add: still there at the first expiry.
 	long := newInviteID()
 	lj := NewJob(long, "bob", "phone", push.KindRing, now+hour)
-	mustAdd(t, q, long, []push.Job{lj}, now, now+1000)
+	mustAdd(t, q, long, []push.Job{lj}, now, now+expiry)
 	mustAdd(t, q, long, []push.Job{NewJob(long, "bob", "phone", push.KindEnd, now+hour)}, now, now+hour)
-	jobs, err := q.Claim(ctx, now+2000, lease, 10)
+	jobs, err := q.Claim(ctx, now+expiry+1000, lease, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
