@@ -251,7 +251,8 @@ func TestConnectionLostAfterSend(t *testing.T) {
 func TestPolicyClose(t *testing.T) {
 	checkLeaks(t)
 	o := baseOptions(t, "memory")
-	o.Server.RateLimit, o.Server.RateBurst = 1, 2
+	// Burst 2, then a token per 100 s: none comes back during the test.
+	o.Server.RateLimit, o.Server.RateBurst = 0.01, 2
 	dm := startDaemon(t, o)
 	bob := login(t, dm.ws, "bob", testOptions())
 	// Two pings pass (the burst), two are refused, the fifth closes the
