@@ -416,7 +416,7 @@ func TestUnavailable(t *testing.T) {
 	for name, op := range ops {
 		start := time.Now()
 		err := op()
-		if took := time.Since(start); took > 2*time.Second {
+		if took := time.Since(start); took > 10*time.Second { // no hang; the client's timeouts are 200 ms
 			t.Errorf("%s took %v with Redis down", name, took)
 		}
 		if !errors.Is(err, invite.ErrUnavailable) {
