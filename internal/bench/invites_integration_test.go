@@ -135,7 +135,7 @@ func runInvites(t *testing.T, cfg bench.Config) *bench.Report {
 // daemon in memory mode: closed loop, paced with -rate, and without
 // cancels.
 func TestInvitesAgainstDaemon(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	defer verifyNoLeaks(t, goleak.IgnoreCurrent())
 	base, stop := startInvitesDaemon(t, "")
 	defer stop()
 	t.Run("closed loop", func(t *testing.T) {
@@ -162,7 +162,7 @@ func TestInvitesAgainstDaemonOnRedis(t *testing.T) {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Skip("redis-server not installed (make test installs it)")
 	}
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	defer verifyNoLeaks(t, goleak.IgnoreCurrent())
 	addr, stopRedis := redistest.StartServer(t)
 	defer stopRedis()
 	cfg, stop := startInvitesDaemon(t, addr)

@@ -130,7 +130,7 @@ func runMemory(t *testing.T, cfg bench.Config) *bench.Report {
 // TestMemoryAgainstDaemon runs the memory scenario briefly against the
 // daemon in memory mode.
 func TestMemoryAgainstDaemon(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	defer verifyNoLeaks(t, goleak.IgnoreCurrent())
 	cfg, stop := startMemoryDaemon(t, "")
 	defer stop()
 	rep := runMemory(t, cfg)
@@ -145,7 +145,7 @@ func TestMemoryAgainstDaemonOnRedis(t *testing.T) {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Skip("redis-server not installed (make test installs it)")
 	}
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	defer verifyNoLeaks(t, goleak.IgnoreCurrent())
 	addr, stopRedis := redistest.StartServer(t)
 	defer stopRedis()
 	cfg, stop := startMemoryDaemon(t, addr)
