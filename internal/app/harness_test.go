@@ -18,6 +18,7 @@ import (
 	"github.com/signald/signald/client"
 	"github.com/signald/signald/internal/app"
 	"github.com/signald/signald/internal/auth"
+	"github.com/signald/signald/internal/leaktest"
 	"github.com/signald/signald/internal/protocol"
 	"github.com/signald/signald/internal/redistest"
 )
@@ -67,30 +68,7 @@ func checkLeaks(t *testing.T) {
 		// test that uses it and stopped by TestMain.
 		goleak.IgnoreAnyFunction("github.com/signald/signald/internal/redistest.startOnce.func1"),
 	}
-	t.Cleanup(func() { verifyNoLeaks(t, opts...) })
-}
-
-// leakPatience is how long a goroutine may take to end after the test.
-// goleak.VerifyNone gives up after about 0.4 s: too soon on a loaded
-// machine, where an ending goroutine may wait that long for a CPU.
-const leakPatience = 5 * time.Second
-
-// verifyNoLeaks fails t if goroutines other than those opts ignore are
-// still running after leakPatience.
-func verifyNoLeaks(t testing.TB, opts ...goleak.Option) {
-	t.Helper()
-	deadline := time.Now().Add(leakPatience)
-	for {
-		err := goleak.Find(opts...)
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Error(err)
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	t.Cleanup(func() { leaktest.Verify(t, opts...) })
 }
 
 func baseOptions(t testing.TB, backend string) app.Options {

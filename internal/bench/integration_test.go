@@ -14,6 +14,7 @@ import (
 
 	"github.com/signald/signald/internal/app"
 	"github.com/signald/signald/internal/bench"
+	"github.com/signald/signald/internal/leaktest"
 )
 
 // TestScenariosAgainstDaemon starts the real daemon in-process on a
@@ -21,7 +22,7 @@ import (
 // the mix) and the group scenario against it briefly: both must do work
 // and count no error.
 func TestScenariosAgainstDaemon(t *testing.T) {
-	defer verifyNoLeaks(t, goleak.IgnoreCurrent())
+	defer leaktest.Verify(t, goleak.IgnoreCurrent())
 
 	o := app.DefaultOptions()
 	o.Addr = "127.0.0.1:0"
@@ -115,30 +116,6 @@ func TestScenariosAgainstDaemon(t *testing.T) {
 			t.Errorf("latencies missing: %+v", rep.Latencies)
 		}
 	})
-}
-
-// leakPatience is how long a goroutine may take to end after the test.
-// goleak.VerifyNone gives up after about 0.4 s: too soon on a loaded
-// machine, where an ending goroutine may wait that long for a CPU.
-const leakPatience = 5 * time.Second
-
-// verifyNoLeaks fails t if goroutines other than those opts ignore are
-// still running after leakPatience. Deferred with goleak.IgnoreCurrent()
-// as an argument, it ignores those that ran when the test began.
-func verifyNoLeaks(t testing.TB, opts ...goleak.Option) {
-	t.Helper()
-	deadline := time.Now().Add(leakPatience)
-	for {
-		err := goleak.Find(opts...)
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Error(err)
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 func hasLatency(rep *bench.Report, name string) bool {

@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/goleak"
 
+	"github.com/signald/signald/internal/leaktest"
+
 	"github.com/signald/signald/internal/app"
 	"github.com/signald/signald/internal/bench"
 	"github.com/signald/signald/internal/redistest"
@@ -130,7 +132,7 @@ func runMemory(t *testing.T, cfg bench.Config) *bench.Report {
 // TestMemoryAgainstDaemon runs the memory scenario briefly against the
 // daemon in memory mode.
 func TestMemoryAgainstDaemon(t *testing.T) {
-	defer verifyNoLeaks(t, goleak.IgnoreCurrent())
+	defer leaktest.Verify(t, goleak.IgnoreCurrent())
 	cfg, stop := startMemoryDaemon(t, "")
 	defer stop()
 	rep := runMemory(t, cfg)
@@ -145,7 +147,7 @@ func TestMemoryAgainstDaemonOnRedis(t *testing.T) {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Skip("redis-server not installed (make test installs it)")
 	}
-	defer verifyNoLeaks(t, goleak.IgnoreCurrent())
+	defer leaktest.Verify(t, goleak.IgnoreCurrent())
 	addr, stopRedis := redistest.StartServer(t)
 	defer stopRedis()
 	cfg, stop := startMemoryDaemon(t, addr)

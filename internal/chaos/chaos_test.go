@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/signald/signald/internal/leaktest"
 )
 
 // signaldBin is the signald binary under test: TestMain's build, or
@@ -93,7 +95,7 @@ func TestChaosShort(t *testing.T) {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatal("redis-server not on PATH: run `make deps` (it installs Debian's redis-server)")
 	}
-	defer goleak.VerifyNone(t)
+	defer leaktest.Verify(t, goleak.IgnoreCurrent())
 	cfg := DefaultConfig()
 	cfg.SignaldBin = signaldBin
 	cfg.Users = 40

@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/signald/signald/internal/leaktest"
 	"github.com/signald/signald/internal/push"
 )
 
@@ -39,30 +40,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 func noLeaks(t *testing.T) {
 	t.Helper()
 	ignore := goleak.IgnoreCurrent()
-	t.Cleanup(func() { verifyNoLeaks(t, ignore) })
-}
-
-// leakPatience is how long a goroutine may take to end after the test.
-// goleak.VerifyNone gives up after about 0.4 s: too soon on a loaded
-// machine, where an ending goroutine may wait that long for a CPU.
-const leakPatience = 5 * time.Second
-
-// verifyNoLeaks fails t if goroutines other than those opts ignore are
-// still running after leakPatience.
-func verifyNoLeaks(t testing.TB, opts ...goleak.Option) {
-	t.Helper()
-	deadline := time.Now().Add(leakPatience)
-	for {
-		err := goleak.Find(opts...)
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Error(err)
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	t.Cleanup(func() { leaktest.Verify(t, ignore) })
 }
 
 // ringMessage is a ring push as api/README.md §13 lists its fields, due to

@@ -23,6 +23,7 @@ import (
 	"github.com/signald/signald/internal/bus"
 	"github.com/signald/signald/internal/bus/bustest"
 	"github.com/signald/signald/internal/hub"
+	"github.com/signald/signald/internal/leaktest"
 	"github.com/signald/signald/internal/redistest"
 )
 
@@ -676,30 +677,7 @@ func leaks(t *testing.T) {
 		// The redis-server shared by the tests, started by the first one.
 		goleak.IgnoreAnyFunction("github.com/signald/signald/internal/redistest.startOnce.func1"),
 	}
-	t.Cleanup(func() { verifyNoLeaks(t, opts...) })
-}
-
-// leakPatience is how long a goroutine may take to end after the test.
-// goleak.VerifyNone gives up after about 0.4 s: too soon on a loaded
-// machine, where an ending goroutine may wait that long for a CPU.
-const leakPatience = 5 * time.Second
-
-// verifyNoLeaks fails t if goroutines other than those opts ignore are
-// still running after leakPatience.
-func verifyNoLeaks(t testing.TB, opts ...goleak.Option) {
-	t.Helper()
-	deadline := time.Now().Add(leakPatience)
-	for {
-		err := goleak.Find(opts...)
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Error(err)
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	t.Cleanup(func() { leaktest.Verify(t, opts...) })
 }
 
 func cpuTime(t *testing.T) time.Duration {

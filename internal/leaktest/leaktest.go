@@ -1,0 +1,34 @@
+// Package leaktest checks, at the end of a test, that the goroutines it
+// started have ended, patiently: goleak.VerifyNone gives up after about
+// 0.4 s, too soon on a loaded machine, where a goroutine that is ending
+// may wait that long for a CPU. For tests only.
+package leaktest
+
+import (
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// Patience is how long a goroutine may take to end after the test.
+const Patience = 5 * time.Second
+
+// Verify fails t if goroutines other than those opts ignore are still
+// running after Patience. Deferred with goleak.IgnoreCurrent() evaluated at
+// the start of a test, it ignores those that ran when the test began.
+func Verify(t testing.TB, opts ...goleak.Option) {
+	t.Helper()
+	deadline := time.Now().Add(Patience)
+	for {
+		err := goleak.Find(opts...)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Error(err)
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
