@@ -19,7 +19,12 @@ for attempt in 1 2 3 4 5; do
 	pid=$!
 	ok=""
 	for i in $(seq 1 100); do
-		if redis-cli -p "$port" ping 2>/dev/null | grep -q PONG; then ok=1; break; fi
+		# Ours only when it answers with our directory: the port was free when
+		# picked, but another process may have taken it before our server.
+		if redis-cli -p "$port" config get dir 2>/dev/null | grep -qxF "$(cd "$dir" && pwd -P)"; then
+			ok=1
+			break
+		fi
 		if ! kill -0 "$pid" 2>/dev/null; then break; fi
 		sleep 0.05
 	done
