@@ -37,7 +37,8 @@ local OK, EXISTS, RATE, RECOUNT = 0, 6, 7, 8
 local n = #KEYS - 5
 local created = ARGV[11]
 if redis.call('EXISTS', KEYS[1]) == 1 then
-  if created ~= '' and redis.call('HEXISTS', KEYS[1], created) == 1 then
+  if created ~= '' and (redis.call('HEXISTS', KEYS[1], created) == 1 or
+      redis.call('HEXISTS', KEYS[1], 'd:' .. string.sub(created, 3)) == 1) then
     return OK -- this very call, tried again: admitted and stored already
   end
   return EXISTS

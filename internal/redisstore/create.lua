@@ -14,7 +14,8 @@
 local OK, EXISTS = 0, 6
 
 if redis.call('EXISTS', KEYS[1]) == 1 then
-  if ARGV[2] ~= '' and redis.call('HEXISTS', KEYS[1], ARGV[2]) == 1 then
+  if ARGV[2] ~= '' and (redis.call('HEXISTS', KEYS[1], ARGV[2]) == 1 or
+      redis.call('HEXISTS', KEYS[1], 'd:' .. string.sub(ARGV[2], 3)) == 1) then
     return OK
   end
   return EXISTS

@@ -39,6 +39,10 @@ const (
 	// fAnnouncePrefix + token: an outbox entry (Invitation.Unannounced), as
 	// netstrings of seq, action, actor, data, origin node, session, device.
 	fAnnouncePrefix = "a:"
+	// fDonePrefix + token, empty: a change whose outbox entry was forgotten
+	// in its own step (forgetLua), so that the request sent again is
+	// recognised as applied. Not part of the Invitation.
+	fDonePrefix = "d:"
 )
 
 // Create implements invite.Store.
@@ -213,7 +217,7 @@ func (s *Store) ApplyPublishing(ctx context.Context, id string, ch invite.Change
 // forgetEntry is the After arguments (forgetLua) that forget the outbox
 // entry of token on invitation id.
 func (s *Store) forgetEntry(id, token string) []any {
-	return []any{s.announceKey(), id + "\n" + token, s.invKey(id), fAnnouncePrefix + token}
+	return []any{s.announceKey(), id + "\n" + token, s.invKey(id), fAnnouncePrefix + token, fDonePrefix + token}
 }
 
 // apply is Apply, joined with part when it is not nil (after: the After

@@ -29,7 +29,8 @@
 // netstrings, absent when empty), one field s:<user> per invitee with its
 // state, and one field a:<token> per outbox entry (the netstrings of its
 // seq, action, actor, data, origin node, session and device), until
-// announced.
+// announced; an entry forgotten in its own step leaves an empty field
+// d:<token> (see forgetLua).
 //
 // Every change of an invitation is one script call (create.lua,
 // transition.lua; on a single server admitcreate.lua, which also spends
@@ -287,15 +288,19 @@ var (
 // single server only. Their After forgets a change's outbox entry when the
 // caller says nothing else remains to be done for it (no offline pushes):
 // X is {the outbox set, its member, the invitation's hash, the entry's
-// field}, or empty to keep the entry.
+// field, its done marker}, or empty to keep the entry. The marker (field
+// d:<token>, empty) stays with the invitation, so that the same request
+// sent again after its answer was lost (go-redis does across a reconnect)
+// is still recognised as applied, as the entry itself would be.
 var (
 	admitCreateMain = redisscript.Main{Body: admitCreateLua, Audience: createdAudience, After: forgetLua}
 	transitionMain  = redisscript.Main{Body: transitionLua, Audience: changeAudience, After: forgetLua}
 )
 
-const forgetLua = `if #X == 4 then
+const forgetLua = `if #X == 5 then
   redis.call('ZREM', X[1], X[2])
   redis.call('HDEL', X[3], X[4])
+  redis.call('HSET', X[3], X[5], '')
 end`
 
 // createdAudience: the invitees given, once admitcreate.lua stored the

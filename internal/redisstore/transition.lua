@@ -53,10 +53,11 @@ if expires > 0 and now >= expires then
   return {NOT_FOUND} -- dropped: past its lifetime, or its retention
 end
 
--- Applied already by this very change (its token is recorded): a client
+-- Applied already by this very change (its token is recorded, as an entry
+-- or as the marker d:<token> of an entry forgotten in its step): a client
 -- that lost the answer tries again (go-redis does across a reconnect) and
 -- must not be told it failed. Apply's reapplied: the invitation as it is.
-if ARGV[6] ~= '' and redis.call('HEXISTS', key, 'a:' .. ARGV[6]) == 1 then
+if ARGV[6] ~= '' and (redis.call('HEXISTS', key, 'a:' .. ARGV[6]) == 1 or redis.call('HEXISTS', key, 'd:' .. ARGV[6]) == 1) then
   local ended = 0
   if not active and tonumber(h[3]) == now then
     ended = 1
