@@ -40,8 +40,8 @@ const (
 	// netstrings of seq, action, actor, data, origin node, session, device.
 	fAnnouncePrefix = "a:"
 	// fDonePrefix + token, empty: a change whose outbox entry was forgotten
-	// in its own step (forgetLua), so that the request sent again is
-	// recognised as applied. Not part of the Invitation.
+	// (announced.lua, or forgetLua in its own step), so that the request
+	// sent again is recognised as applied. Not part of the Invitation.
 	fDonePrefix = "d:"
 )
 
@@ -417,13 +417,38 @@ func (s *Store) Announced(ctx context.Context, done []invite.Unannounced) error 
 	if len(done) == 0 {
 		return nil
 	}
-	pipe := s.c.Pipeline()
+	// One announced.lua per invitation (its slot), and the outbox set's
+	// members in one ZREM, all in one pipeline.
+	tokens := make(map[string][]any)
+	var order []string
+	members := make([]any, 0, len(done))
 	for _, d := range done {
-		pipe.HDel(ctx, s.invKey(d.ID), fAnnouncePrefix+d.Token)
-		pipe.ZRem(ctx, s.announceKey(), d.ID+"\n"+d.Token)
+		if _, ok := tokens[d.ID]; !ok {
+			order = append(order, d.ID)
+		}
+		tokens[d.ID] = append(tokens[d.ID], d.Token)
+		members = append(members, d.ID+"\n"+d.Token)
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return unavailable("announced", err)
+	pipe := s.c.Pipeline()
+	scripts := make([]*redis.Cmd, len(order))
+	for i, id := range order {
+		scripts[i] = pipe.EvalSha(ctx, announcedScript.Hash(), []string{s.invKey(id)}, tokens[id]...)
+	}
+	pipe.ZRem(ctx, s.announceKey(), members...)
+	cmds, _ := pipe.Exec(ctx)
+	for _, c := range cmds[len(order):] {
+		if err := c.Err(); err != nil {
+			return unavailable("announced", err)
+		}
+	}
+	for i, c := range scripts {
+		err := c.Err()
+		if redis.HasErrorPrefix(err, "NOSCRIPT") {
+			err = announcedScript.Run(ctx, s.c, []string{s.invKey(order[i])}, tokens[order[i]]...).Err()
+		}
+		if err != nil {
+			return unavailable("announced", err)
+		}
 	}
 	return nil
 }

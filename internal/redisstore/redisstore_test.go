@@ -627,3 +627,43 @@ func TestPendingForCreateUnderWay(t *testing.T) {
 		t.Fatalf("index of bob after accept has %d entries, %v", n, err)
 	}
 }
+
+// TestResentAfterAnnounced: a request sent again after its answer was lost
+// (go-redis resends a script on a new connection) is recognised as applied
+// even once its outbox entry was announced and forgotten: the entry leaves
+// a done marker. A refused change, or an invitation gone, leaves none.
+func TestResentAfterAnnounced(t *testing.T) {
+	ctx := context.Background()
+	s, c, _ := newStore(t, nil)
+	now := time.Now().UnixMilli()
+	inv := storetest.NewInvitation(now, "alice", 30, false, "bob")
+	created := storetest.CreationToken(inv)
+	if err := s.Create(ctx, inv, now+1000); err != nil {
+		t.Fatal(err)
+	}
+	accept := invite.Change{Action: invite.ActAccept, Actor: "bob", Now: now + 1, Retention: retention, Token: "t1", AnnounceBy: now + 1000}
+	first, err := s.Apply(ctx, inv.ID, accept)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Apply(ctx, inv.ID, invite.Change{Action: invite.ActAccept, Actor: "mallory", Now: now + 2, Token: "t2", AnnounceBy: now + 1000}); !errors.Is(err, invite.ErrForbidden) {
+		t.Fatalf("a stranger's accept: %v, want ErrForbidden", err)
+	}
+	gone := invite.Unannounced{ID: "no-such-invitation", Token: "t9"}
+	if err := s.Announced(ctx, []invite.Unannounced{{ID: inv.ID, Token: created}, {ID: inv.ID, Token: "t1"}, {ID: inv.ID, Token: "t2"}, gone}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Create(ctx, inv, now+1000); err != nil {
+		t.Errorf("the creation sent again after it was announced: %v, want success", err)
+	}
+	again, err := s.Apply(ctx, inv.ID, accept)
+	if err != nil || !again.Ended || !slices.Equal(again.Changed, first.Changed) || again.Invitation.Seq != first.Invitation.Seq {
+		t.Errorf("the accept sent again after it was announced: %+v, %v; want success, applied once (seq %d, changed %v)", again, err, first.Invitation.Seq, first.Changed)
+	}
+	if n, _ := c.HExists(ctx, s.invKey(inv.ID), fDonePrefix+"t2").Result(); n {
+		t.Error("the refused change left a done marker")
+	}
+	if n, _ := c.Exists(ctx, s.invKey(gone.ID)).Result(); n != 0 {
+		t.Error("announcing an entry of an invitation gone made its hash")
+	}
+}

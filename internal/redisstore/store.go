@@ -29,8 +29,8 @@
 // netstrings, absent when empty), one field s:<user> per invitee with its
 // state, and one field a:<token> per outbox entry (the netstrings of its
 // seq, action, actor, data, origin node, session and device), until
-// announced; an entry forgotten in its own step leaves an empty field
-// d:<token> (see forgetLua).
+// announced; an entry forgotten (announced.lua, or forgetLua in its own
+// step) leaves an empty field d:<token>, its done marker.
 //
 // Every change of an invitation is one script call (create.lua,
 // transition.lua; on a single server admitcreate.lua, which also spends
@@ -246,6 +246,10 @@ var (
 	//go:embed admit.lua
 	admitLua    string
 	admitScript = redis.NewScript(admitLua)
+
+	//go:embed announced.lua
+	announcedLua    string
+	announcedScript = redis.NewScript(announcedLua)
 
 	//go:embed admitcreate.lua
 	admitCreateLua    string
