@@ -90,11 +90,14 @@ local function answer(n)
   return out
 end
 
-if once ~= '' and redis.call('HEXISTS', KEYS[2], 'once:' .. once) == 1 then
+-- The once-key and the kept-bytes counter, in one read.
+local seen = redis.call('HMGET', KEYS[2], once ~= '' and ('once:' .. once) or 'kb', 'kb')
+if once ~= '' and seen[1] then
   return answer(-1)
 end
 
 local id, prev = '', ''
+local kept = 0 -- the bytes of the frames kept, this one's not counted
 if keep > 0 then
   -- Read before trimming, which may drop every entry (keep = 1). Entries
   -- leave only from the oldest end, so the newest is the last one issued.
@@ -109,9 +112,8 @@ if keep > 0 then
   -- XDEL, and replay.lua needs it.
   local size, keepBytes = #ARGV[5], tonumber(ARGV[10])
   local n = redis.call('XLEN', KEYS[1])
-  local kept = 0
   if n > 0 then
-    kept = tonumber(redis.call('HGET', KEYS[2], 'kb') or '0')
+    kept = tonumber(seen[2] or '0')
   end
   while n > 0 and (n + 1 > keep or kept + size > keepBytes) do
     local e = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
@@ -128,14 +130,13 @@ if keep > 0 then
   else
     id = pad(redis.call('XADD', KEYS[1], '*', 'f', ARGV[5]))
   end
-  redis.call('HSET', KEYS[2], 'kb', math.max(kept, 0) + size)
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  redis.call('PEXPIRE', KEYS[2], ARGV[2])
 end
 
 -- The hash maps inviteIDs (and once-keys) to the eventID they were sent
 -- under; a once-key of an event not kept gets the newest kept event's ID, or
 -- the smallest ID, so that the trimming below ages it like the others.
+-- One HSET for those and the kept-bytes counter.
 local fields = {}
 if ARGV[3] ~= '' then
   fields[#fields + 1] = ARGV[3]
@@ -143,15 +144,22 @@ end
 if once ~= '' then
   fields[#fields + 1] = 'once:' .. once
 end
-if #fields > 0 then
+if #fields > 0 or keep > 0 then
   local value = id
-  if value == '' then
+  if value == '' and #fields > 0 then
     local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
     value = newest and pad(newest[1]) or '0000000000000-0000000000'
   end
+  local args = {}
   for _, f in ipairs(fields) do
-    redis.call('HSET', KEYS[2], f, value)
+    args[#args + 1] = f
+    args[#args + 1] = value
   end
+  if keep > 0 then
+    args[#args + 1] = 'kb'
+    args[#args + 1] = math.max(kept, 0) + #ARGV[5]
+  end
+  redis.call('HSET', KEYS[2], unpack(args))
   redis.call('PEXPIRE', KEYS[2], ARGV[2])
   -- Forget what was sent before the oldest kept event, now and then rather
   -- than on every call, so that the hash stays small.
