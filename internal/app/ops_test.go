@@ -369,15 +369,8 @@ func TestDrainBeforeShutdown(t *testing.T) {
 		clients = append(clients, dm.login(fmt.Sprintf("u%d", i)))
 	}
 	dm.cancel()
-	for { // the drain begins right after the signal: wait for /readyz to say so
-		code, _ := dm.get("/readyz")
-		if code == http.StatusServiceUnavailable {
-			break
-		}
-		if code != http.StatusOK {
-			t.Fatalf("/readyz: %d", code)
-		}
-	}
+	// The drain begins right after the signal: wait for /readyz to say so.
+	waitReady(t, dm, http.StatusServiceUnavailable)
 	// Still serving while the load balancer takes notice.
 	id := invite(t, clients[0], map[string]any{"invitee": "u1", "data": ""})
 	expectEvent(t, clients[1], "onReceiveNewInvitation", id)
