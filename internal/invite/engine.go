@@ -385,7 +385,7 @@ func (e *Engine) change(ctx context.Context, c Caller, id string, act Action, da
 		err       error
 	)
 	if e.publishing != nil {
-		if pe, known := eventBefore(id, token, ch); known {
+		if pe, known := answerEvent(id, token, Announcement{Action: act, Actor: c.User, Data: data, Origin: ch.Origin}); known {
 			if ev, ok, err = e.preparer.Prepare(pe); err != nil {
 				e.log.Error("readying an event for its change's step failed; it is published after", "inviteID", id, "err", err)
 				ok = false

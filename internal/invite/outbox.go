@@ -197,15 +197,13 @@ func (e *Engine) effects(ctx context.Context, inv *Invitation, token string, a A
 // eventOf is the event of announcement a (under token) of inv; ok is false
 // for an unknown action, which is logged and dropped.
 func (e *Engine) eventOf(inv *Invitation, token string, a Announcement) (ev Event, ok bool) {
-	ev = Event{
-		InviteID: inv.ID, Data: a.Data, To: append([]string{inv.Inviter}, inv.Invitees...),
-		Except: a.Origin, OnlineUserOnly: inv.OnlineUserOnly, Once: "ann:" + token,
-	}
 	switch a.Action {
 	case ActInvite:
 		// With the data as it is now: a modify announced after it says the same.
-		ev.Kind, ev.Inviter, ev.GroupID, ev.InviteeList, ev.Data, ev.Timeout, ev.To =
-			EvNewInvitation, inv.Inviter, inv.GroupID, inv.Invitees, inv.Data, inv.Timeout, inv.Invitees
+		ev = Event{
+			Kind: EvNewInvitation, InviteID: inv.ID, Inviter: inv.Inviter, GroupID: inv.GroupID,
+			InviteeList: inv.Invitees, Data: inv.Data, Timeout: inv.Timeout, To: inv.Invitees,
+		}
 	case ActTimeout:
 		var timedOut []string
 		for _, u := range inv.Invitees {
@@ -213,19 +211,15 @@ func (e *Engine) eventOf(inv *Invitation, token string, a Announcement) (ev Even
 				timedOut = append(timedOut, u)
 			}
 		}
-		ev.Kind, ev.InviteeList, ev.To = EvTimeout, timedOut, append([]string{inv.Inviter}, timedOut...)
-	case ActAccept:
-		ev.Kind, ev.Invitee = EvAccepted, a.Actor
-	case ActReject:
-		ev.Kind, ev.Invitee = EvRejected, a.Actor
-	case ActCancel:
-		ev.Kind, ev.Inviter = EvCancelled, inv.Inviter
-	case ActModify:
-		ev.Kind = EvModified
+		ev = Event{Kind: EvTimeout, InviteID: inv.ID, InviteeList: timedOut, To: append([]string{inv.Inviter}, timedOut...)}
 	default:
-		e.log.Error("unknown action in an outbox; dropped", "inviteID", inv.ID, "action", a.Action)
-		return Event{}, false
+		if ev, ok = answerEvent(inv.ID, token, a); !ok {
+			e.log.Error("unknown action in an outbox; dropped", "inviteID", inv.ID, "action", a.Action)
+			return Event{}, false
+		}
+		ev.To = append([]string{inv.Inviter}, inv.Invitees...)
 	}
+	ev.Except, ev.OnlineUserOnly, ev.Once = a.Origin, inv.OnlineUserOnly, "ann:"+token
 	ev.Presence = e.pushed(inv) && a.Action == ActInvite
 	return ev, true
 }
@@ -292,19 +286,21 @@ func (e *Engine) doneInStep(ctx context.Context, inv *Invitation, token string, 
 	return true
 }
 
-// eventBefore is the event of change ch (under token) to invitation id,
-// made before the change is applied, for its audience to be read in the
-// step (Event.To nil); ok is false for a change whose event depends on
-// the outcome (a timeout: who timed out).
-func eventBefore(id, token string, ch Change) (ev Event, ok bool) {
-	ev = Event{InviteID: id, Data: ch.Data, Except: ch.Origin, Once: "ann:" + token}
-	switch ch.Action {
+// answerEvent is the event of announcement a (under token) of an answer
+// or a modify to invitation id, for the inviter and every invitee: all
+// its fields but To, known before the change is applied, so that the
+// store can publish it in the change's step (its audience read there);
+// ok is false for any other action (an invite or a timeout: their events
+// depend on the invitation, or on the outcome).
+func answerEvent(id, token string, a Announcement) (ev Event, ok bool) {
+	ev = Event{InviteID: id, Data: a.Data, Except: a.Origin, Once: "ann:" + token}
+	switch a.Action {
 	case ActAccept:
-		ev.Kind, ev.Invitee = EvAccepted, ch.Actor
+		ev.Kind, ev.Invitee = EvAccepted, a.Actor
 	case ActReject:
-		ev.Kind, ev.Invitee = EvRejected, ch.Actor
+		ev.Kind, ev.Invitee = EvRejected, a.Actor
 	case ActCancel:
-		ev.Kind, ev.Inviter = EvCancelled, ch.Actor // refused unless the inviter
+		ev.Kind, ev.Inviter = EvCancelled, a.Actor // refused unless the inviter
 	case ActModify:
 		ev.Kind = EvModified
 	default:

@@ -229,9 +229,11 @@ func (s *Store) apply(ctx context.Context, id string, ch invite.Change, part *re
 		keys = append(keys, s.deadlinesKey())
 	}
 	args := []any{string(ch.Action), ch.Actor, ch.Data, ch.Now, ch.Now + ch.Retention, ch.Token, "", id}
+	if ch.Token != "" {
+		args[6] = encodeAnnouncement(invite.Announcement{Action: ch.Action, Actor: ch.Actor, Data: ch.Data, Origin: ch.Origin})
+	}
 	script := transitionScript
 	if part != nil {
-		args[6] = encodeAnnouncement(invite.Announcement{Action: ch.Action, Actor: ch.Actor, Data: ch.Data, Origin: ch.Origin})
 		script = redisscript.Join(transitionMain, part.Body).Script()
 		keys, args = redisscript.Args(keys, args, after, *part)
 	}
@@ -240,9 +242,6 @@ func (s *Store) apply(ctx context.Context, id string, ch invite.Change, part *re
 		// The outbox entry's index goes first, in the same round trip on a
 		// single server: a change recorded under the token always has one,
 		// and an entry whose change failed is dropped when it is claimed.
-		if part == nil {
-			args[6] = encodeAnnouncement(invite.Announcement{Action: ch.Action, Actor: ch.Actor, Data: ch.Data, Origin: ch.Origin})
-		}
 		pipe := s.c.Pipeline()
 		pipe.ZAdd(ctx, s.announceKey(), redis.Z{Score: float64(ch.AnnounceBy), Member: id + "\n" + ch.Token})
 		if s.onePipeline {

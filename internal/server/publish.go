@@ -38,7 +38,11 @@ func (p *Publisher) Publish(ctx context.Context, ev invite.Event) ([][]string, e
 	if err != nil {
 		return nil, err
 	}
-	return p.reached(ev, env, reach), nil
+	kept := 0
+	if env.Keep {
+		kept = len(env.Users)
+	}
+	return p.reached(ev, kept, reach), nil
 }
 
 // preparer is a bus that can ready an event for the store to publish in
@@ -64,19 +68,18 @@ func (p *Publisher) Prepare(ev invite.Event) (invite.PreparedEvent, bool, error)
 		if err != nil {
 			return nil, err
 		}
-		published := env
-		published.Keep = env.Keep && !live
-		published.Users = make([]string, len(reach)) // only counted
-		return p.reached(ev, published, reach), nil
+		kept := 0
+		if env.Keep && !live {
+			kept = len(reach) // a user each, the audience read in the step
+		}
+		return p.reached(ev, kept, reach), nil
 	}}, true, nil
 }
 
-// reached counts the kept events of env, published, and returns what
-// Publish returns for the bus's reach.
-func (p *Publisher) reached(ev invite.Event, env bus.Envelope, reach []bus.Reach) [][]string {
-	if env.Keep {
-		p.kept.Add(float64(len(env.Users)))
-	}
+// reached counts kept events of ev, published, and returns what Publish
+// returns for the bus's reach.
+func (p *Publisher) reached(ev invite.Event, kept int, reach []bus.Reach) [][]string {
+	p.kept.Add(float64(kept))
 	if !ev.Presence {
 		return nil
 	}
