@@ -6,13 +6,11 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
+	"github.com/signald/signald/internal/buildtest"
 	"github.com/signald/signald/internal/leaktest"
 )
 
@@ -37,7 +35,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "chaos:", err)
 		os.Exit(1)
 	}
-	bin, err := buildSignald(dir)
+	bin, err := buildtest.Signald(dir)
 	if err != nil {
 		os.RemoveAll(dir)
 		fmt.Fprintln(os.Stderr, "chaos:", err)
@@ -47,26 +45,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-// buildSignald runs `go build -o dir/signald ./cmd/signald` in the module
-// root, with the go on PATH.
-func buildSignald(dir string) (string, error) {
-	gomod, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	mod := strings.TrimSpace(string(gomod))
-	if mod == "" || mod == os.DevNull {
-		return "", fmt.Errorf("not inside a Go module")
-	}
-	bin := filepath.Join(dir, "signald")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/signald")
-	cmd.Dir = filepath.Dir(mod)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/signald: %w\n%s", err, out)
-	}
-	return bin, nil
 }
 
 // testWriter turns the run's progress into test log lines.
@@ -95,7 +73,7 @@ func TestChaosShort(t *testing.T) {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatal("redis-server not on PATH: run `make deps` (it installs Debian's redis-server)")
 	}
-	defer leaktest.Verify(t, goleak.IgnoreCurrent())
+	leaktest.Check(t)
 	cfg := DefaultConfig()
 	cfg.SignaldBin = signaldBin
 	cfg.Users = 40

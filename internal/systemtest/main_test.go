@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/signald/signald/internal/buildtest"
 )
 
 // signaldBin is the signald binary TestMain built; "" with -short.
@@ -41,30 +41,19 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// buildSignald runs `go build -o dir/signald ./cmd/signald` in the module
-// root, with the go on PATH.
+// buildSignald builds cmd/signald into dir and notes the module root.
 func buildSignald(dir string) (string, error) {
-	gomod, err := exec.Command("go", "env", "GOMOD").Output()
+	root, err := buildtest.ModuleRoot()
 	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
+		return "", err
 	}
-	mod := strings.TrimSpace(string(gomod))
-	if mod == "" || mod == os.DevNull {
-		return "", fmt.Errorf("not inside a Go module")
-	}
-	root := filepath.Dir(mod)
 	moduleRoot = root
-	bin := filepath.Join(dir, "signald")
 	start := time.Now()
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/signald")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/signald: %w\n%s", err, out)
-	}
-	if testing.Verbose() {
+	bin, err := buildtest.Signald(dir)
+	if err == nil && testing.Verbose() {
 		fmt.Fprintf(os.Stderr, "systemtest: built %s in %v\n", bin, time.Since(start).Round(time.Millisecond))
 	}
-	return bin, nil
+	return bin, err
 }
 
 // requireBinary skips t with -short, where nothing was built.
