@@ -9,6 +9,7 @@ import (
 
 	"github.com/signald/signald/client"
 	"github.com/signald/signald/internal/app"
+	"github.com/signald/signald/internal/apptest"
 	"github.com/signald/signald/internal/auth"
 	"github.com/signald/signald/internal/push"
 	"github.com/signald/signald/internal/push/pushtest"
@@ -18,7 +19,7 @@ import (
 // TestOpsAndEvents drives every op and every event through the typed
 // Client.
 func TestOpsAndEvents(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, o app.Options) {
+	apptest.ForEachBackend(t, func(t *testing.T, o app.Options) {
 		dm := startDaemon(t, o)
 		dm.group("team", "alice", "bob", "carol")
 		alice := login(t, dm.ws, "alice", testOptions())
@@ -136,8 +137,8 @@ func TestOpsAndEvents(t *testing.T) {
 // TestErrors: a refusal is an *Error with the server's code, matched by
 // errors.Is against the sentinels; the Client's own errors.
 func TestErrors(t *testing.T) {
-	checkLeaks(t)
-	dm := startDaemon(t, baseOptions(t, "memory"))
+	apptest.CheckLeaks(t)
+	dm := startDaemon(t, apptest.Options(t, "memory"))
 	dm.group("team", "alice", "bob")
 	alice := login(t, dm.ws, "alice", testOptions())
 	bob := login(t, dm.ws, "bob", testOptions())
@@ -234,8 +235,8 @@ func expiredToken(t testing.TB, user string) string {
 // in the background is pushed, in the foreground it is not; and the
 // Client says doBackground again on a new connection.
 func TestPushAndBackground(t *testing.T) {
-	checkLeaks(t)
-	o := baseOptions(t, "memory")
+	apptest.CheckLeaks(t)
+	o := apptest.Options(t, "memory")
 	hook := pushtest.NewWebhook(t)
 	o.Push = push.Config{Webhook: hook.Options()}
 	o.PushClient = hook.Client()

@@ -13,12 +13,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.uber.org/goleak"
 
 	"github.com/signald/signald/client"
 	"github.com/signald/signald/internal/app"
 	"github.com/signald/signald/internal/auth"
-	"github.com/signald/signald/internal/leaktest"
 	"github.com/signald/signald/internal/redistest"
 )
 
@@ -28,48 +26,6 @@ func TestMain(m *testing.M) { redistest.Main(m) }
 // tests go on as soon as what they wait for happens. Generous, so that a
 // busy two-core machine does not fail them.
 const waitFor = 30 * time.Second
-
-// backends are the stores every test that does not need Redis runs on.
-var backends = []string{"memory", "redis"}
-
-func forEachBackend(t *testing.T, fn func(t *testing.T, o app.Options)) {
-	for _, b := range backends {
-		t.Run(b, func(t *testing.T) {
-			checkLeaks(t)
-			fn(t, baseOptions(t, b))
-		})
-	}
-}
-
-// checkLeaks verifies, after every other cleanup of t, that no goroutine
-// started since the call outlived the test. Call it first thing in the
-// test.
-func checkLeaks(t *testing.T) {
-	t.Helper()
-	opts := []goleak.Option{
-		goleak.IgnoreCurrent(), // the goroutines running now, before the test
-		// redistest's wait on the shared redis-server, started by the first
-		// test that uses it and stopped by TestMain.
-		goleak.IgnoreAnyFunction("github.com/signald/signald/internal/redistest.startOnce.func1"),
-	}
-	t.Cleanup(func() { leaktest.Verify(t, opts...) })
-}
-
-func baseOptions(t testing.TB, backend string) app.Options {
-	t.Helper()
-	o := app.DefaultOptions()
-	o.Addr = "127.0.0.1:0"
-	o.Dev = true
-	o.LogFormat = "text"
-	o.Engine.PollInterval = 10 * time.Millisecond
-	o.ShutdownTimeout = 10 * time.Second
-	if backend == "redis" {
-		c, prefix := redistest.NewClient(t)
-		o.RedisURL = "redis://" + c.Options().Addr
-		o.RedisPrefix = prefix
-	}
-	return o
-}
 
 // daemon is one signald started in-process on a loopback port.
 type daemon struct {

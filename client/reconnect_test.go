@@ -9,6 +9,7 @@ import (
 
 	"github.com/signald/signald/client"
 	"github.com/signald/signald/internal/app"
+	"github.com/signald/signald/internal/apptest"
 	"github.com/signald/signald/internal/redistest"
 )
 
@@ -23,7 +24,7 @@ func viaProxy(t testing.TB, dm *daemon) (*redistest.Proxy, string) {
 // happened meanwhile is replayed after the reconnect, once, in order, and
 // the session goes on.
 func TestResumeAfterKilledConnection(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, o app.Options) {
+	apptest.ForEachBackend(t, func(t *testing.T, o app.Options) {
 		dm := startDaemon(t, o)
 		proxy, url := viaProxy(t, dm)
 		alice := login(t, dm.ws, "alice", testOptions())
@@ -66,7 +67,7 @@ func TestResumeAfterKilledConnection(t *testing.T) {
 // login resumes from the last one processed), and the Client hands each
 // to the listener once.
 func TestDuplicatesDropped(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, o app.Options) {
+	apptest.ForEachBackend(t, func(t *testing.T, o app.Options) {
 		dm := startDaemon(t, o)
 		proxy, url := viaProxy(t, dm)
 		alice := login(t, dm.ws, "alice", testOptions())
@@ -111,8 +112,8 @@ func TestDuplicatesDropped(t *testing.T) {
 // Redis, resumes, and gets what happened while it was away; a request
 // made meanwhile waits and goes out after the login.
 func TestServerRestart(t *testing.T) {
-	checkLeaks(t)
-	o := baseOptions(t, "redis")
+	apptest.CheckLeaks(t)
+	o := apptest.Options(t, "redis")
 	first := startDaemon(t, o)
 	proxy, url := viaProxy(t, first)
 	alice := login(t, url, "alice", testOptions())
@@ -165,8 +166,8 @@ func TestServerRestart(t *testing.T) {
 // for the next login within its ctx, or fails at once with
 // FailWhileReconnecting; either way it was not sent.
 func TestRequestWhileReconnecting(t *testing.T) {
-	checkLeaks(t)
-	dm := startDaemon(t, baseOptions(t, "memory"))
+	apptest.CheckLeaks(t)
+	dm := startDaemon(t, apptest.Options(t, "memory"))
 	proxy, url := viaProxy(t, dm)
 	alice := login(t, dm.ws, "alice", testOptions())
 	bob := login(t, url, "bob", testOptions())
@@ -217,8 +218,8 @@ func TestRequestWhileReconnecting(t *testing.T) {
 // TestConnectionLostAfterSend: a request whose connection ends after it
 // was written fails with ErrConnectionLost and is not sent again.
 func TestConnectionLostAfterSend(t *testing.T) {
-	checkLeaks(t)
-	dm := startDaemon(t, baseOptions(t, "memory"))
+	apptest.CheckLeaks(t)
+	dm := startDaemon(t, apptest.Options(t, "memory"))
 	proxy, url := viaProxy(t, dm)
 	alice := login(t, dm.ws, "alice", testOptions())
 	o := testOptions()
@@ -249,8 +250,8 @@ func TestConnectionLostAfterSend(t *testing.T) {
 // rate limit) is not hammered: the reconnect waits at least about
 // Backoff.Policy, and the state change carries the code and the reason.
 func TestPolicyClose(t *testing.T) {
-	checkLeaks(t)
-	o := baseOptions(t, "memory")
+	apptest.CheckLeaks(t)
+	o := apptest.Options(t, "memory")
 	// Burst 2, then a token per 100 s: none comes back during the test.
 	o.Server.RateLimit, o.Server.RateBurst = 0.01, 2
 	dm := startDaemon(t, o)
@@ -278,8 +279,8 @@ func TestPolicyClose(t *testing.T) {
 // TestHeartbeat: a connection that stops answering (a half-open TCP
 // connection) is noticed by the WebSocket ping and replaced.
 func TestHeartbeat(t *testing.T) {
-	checkLeaks(t)
-	dm := startDaemon(t, baseOptions(t, "memory"))
+	apptest.CheckLeaks(t)
+	dm := startDaemon(t, apptest.Options(t, "memory"))
 	proxy, url := viaProxy(t, dm)
 	o := testOptions()
 	o.PingInterval = 100 * time.Millisecond
@@ -297,8 +298,8 @@ func TestHeartbeat(t *testing.T) {
 // TestReloginRefused: a re-login refused for the userSig ends the session,
 // unless RefreshUserSig gives a good one.
 func TestReloginRefused(t *testing.T) {
-	checkLeaks(t)
-	dm := startDaemon(t, baseOptions(t, "memory"))
+	apptest.CheckLeaks(t)
+	dm := startDaemon(t, apptest.Options(t, "memory"))
 	proxy, url := viaProxy(t, dm)
 	var mu sync.Mutex
 	refreshed := 0
@@ -334,7 +335,7 @@ func TestReloginRefused(t *testing.T) {
 // one is by two runs of a process) lets the second resume where the first
 // stopped; a Client that logs out and in again resumes from its own.
 func TestStoreAcrossClients(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, o app.Options) {
+	apptest.ForEachBackend(t, func(t *testing.T, o app.Options) {
 		dm := startDaemon(t, o)
 		alice := login(t, dm.ws, "alice", testOptions())
 		store := client.NewMemoryStore()
@@ -374,7 +375,7 @@ func TestStoreAcrossClients(t *testing.T) {
 // waiting for the user; once those are processed, the login's anchor (the
 // newest event kept for the user) is what the next login resumes from.
 func TestFreshLoginRingsPending(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, o app.Options) {
+	apptest.ForEachBackend(t, func(t *testing.T, o app.Options) {
 		dm := startDaemon(t, o)
 		proxy, url := viaProxy(t, dm)
 		alice := login(t, dm.ws, "alice", testOptions())
@@ -402,7 +403,7 @@ func TestFreshLoginRingsPending(t *testing.T) {
 // so (Recovered false) and the server rings again what is still pending;
 // an invitation the listener already had is not told twice.
 func TestNotRecovered(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, o app.Options) {
+	apptest.ForEachBackend(t, func(t *testing.T, o app.Options) {
 		o.EventsKept = 3
 		dm := startDaemon(t, o)
 		proxy, url := viaProxy(t, dm)

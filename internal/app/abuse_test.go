@@ -14,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/signald/signald/internal/app"
+	"github.com/signald/signald/internal/apptest"
 	invitepkg "github.com/signald/signald/internal/invite"
 	"github.com/signald/signald/internal/protocol"
 )
@@ -54,8 +55,8 @@ func closeStatus(t *testing.T, c *websocket.Conn) websocket.StatusCode {
 // TestAttackInvalidUTF8 sends a text frame that is not UTF-8: RFC 6455 says
 // the connection fails (1007); the server goes on serving others.
 func TestAttackInvalidUTF8(t *testing.T) {
-	checkLeaks(t)
-	dm := startDaemon(t, baseOptions(t, "memory"))
+	apptest.CheckLeaks(t)
+	dm := startDaemon(t, apptest.Options(t, "memory"))
 	c := rawDial(t, dm)
 	if err := c.Write(context.Background(), websocket.MessageText, []byte("{\"id\":1,\"op\":\"ping\",\"x\":\"\xff\"}")); err != nil {
 		t.Fatal(err)
@@ -71,8 +72,8 @@ func TestAttackInvalidUTF8(t *testing.T) {
 // the server parsing. A frame larger than the small pre-login limit is
 // 1009 at once.
 func TestAttackStrangerFlood(t *testing.T) {
-	checkLeaks(t)
-	dm := startDaemon(t, baseOptions(t, "memory"))
+	apptest.CheckLeaks(t)
+	dm := startDaemon(t, apptest.Options(t, "memory"))
 	c := rawDial(t, dm)
 	ctx := context.Background()
 	answered := 0
@@ -123,8 +124,8 @@ func TestAttackStrangerFlood(t *testing.T) {
 // it, and past a burst of refusals, it is closed. Its victim-to-be is
 // untouched.
 func TestAttackGarbageAfterLogin(t *testing.T) {
-	checkLeaks(t)
-	o := baseOptions(t, "memory")
+	apptest.CheckLeaks(t)
+	o := apptest.Options(t, "memory")
 	o.Server.RateLimit, o.Server.RateBurst = 10, 20
 	dm := startDaemon(t, o)
 	c := rawDial(t, dm)
@@ -169,8 +170,8 @@ func TestAttackGarbageAfterLogin(t *testing.T) {
 // waiting to log in, the next is answered 503 before the upgrade; a
 // logged-in user is not counted, and once strangers leave others get in.
 func TestAttackTooManyStrangers(t *testing.T) {
-	checkLeaks(t)
-	o := baseOptions(t, "memory")
+	apptest.CheckLeaks(t)
+	o := apptest.Options(t, "memory")
 	o.Server.MaxUnauthenticated = 5
 	dm := startDaemon(t, o)
 	alice := dm.login("alice") // counted only until her login
@@ -205,8 +206,8 @@ func TestAttackTooManyStrangers(t *testing.T) {
 // without a token, is cut off at the HTTP read timeout; idle keep-alive
 // connections are closed too. A WebSocket outlives both.
 func TestAttackSlowBody(t *testing.T) {
-	checkLeaks(t)
-	o := baseOptions(t, "memory")
+	apptest.CheckLeaks(t)
+	o := apptest.Options(t, "memory")
 	o.HTTPReadTimeout, o.HTTPIdleTimeout = 300*time.Millisecond, 300*time.Millisecond
 	dm := startDaemon(t, o)
 	ws := dm.login("alice")
@@ -260,8 +261,8 @@ func TestAttackSlowBody(t *testing.T) {
 // at once for a user's second device, which reads all the time: it is never
 // closed as slow (the queue counts bytes, not frames).
 func TestAttackBurstOnAReader(t *testing.T) {
-	checkLeaks(t)
-	o := baseOptions(t, "memory")
+	apptest.CheckLeaks(t)
+	o := apptest.Options(t, "memory")
 	o.Server.RateLimit, o.Server.RateBurst = 1e9, 1e9
 	o.Engine.Limits = invitepkg.Limits{Rate: 1e6, Burst: 1e6, MaxActive: 2000, MaxPending: 2000} // not what this test is about
 	dm := startDaemon(t, o)
@@ -299,7 +300,7 @@ func TestAttackBurstOnAReader(t *testing.T) {
 // device, and on one resuming from before the flood, and gets every one
 // of them, on any backend.
 func TestAttackLockOut(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, o app.Options) {
+	apptest.ForEachBackend(t, func(t *testing.T, o app.Options) {
 		dm := startDaemon(t, o)
 		data := strings.Repeat("x", 12*1024)
 		anchor := decode[protocol.LoginData](t, call(t, dm.dial(), protocol.OpLogin, map[string]any{"userID": "victim", "userSig": dm.token("victim")}).Data).LastEventID
@@ -340,7 +341,7 @@ func TestAttackLockOut(t *testing.T) {
 // with 1 KiB of data and no timeout as fast as it can. Its budget is the
 // user's, not the connection's, and it can keep at most 100 active.
 func TestAttackInviteFlood(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, o app.Options) {
+	apptest.ForEachBackend(t, func(t *testing.T, o app.Options) {
 		dm := startDaemon(t, o)
 		data := strings.Repeat("x", 1024)
 		var conns []*clientT
@@ -381,8 +382,8 @@ func quoted(n int) string {
 // TestAttackLookAlikeIDs: IDs with control or bidirectional formatting
 // characters are refused, so that nobody passes for someone else in logs.
 func TestAttackLookAlikeIDs(t *testing.T) {
-	checkLeaks(t)
-	dm := startDaemon(t, baseOptions(t, "memory"))
+	apptest.CheckLeaks(t)
+	dm := startDaemon(t, apptest.Options(t, "memory"))
 	for _, id := range []string{"alice\u202eecila", "bob\nadmin", "carol\u2066", "nul\x00"} {
 		c := dm.dial()
 		if f := call(t, c, protocol.OpLogin, map[string]any{"userID": id, "userSig": dm.token("x")}); f.Code != protocol.CodeInvalidParams {

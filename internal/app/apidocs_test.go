@@ -17,6 +17,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/signald/signald/internal/apptest"
 	"github.com/signald/signald/internal/protocol"
 )
 
@@ -1009,7 +1010,7 @@ func TestAPIDocsListEveryCode(t *testing.T) {
 }
 
 func TestAPIDocsMatchTheServer(t *testing.T) {
-	checkLeaks(t)
+	apptest.CheckLeaks(t)
 	readme, async := readmeExamples(t), asyncAPIExamples(t)
 	all := append(slices.Clone(readme), async...)
 	for _, ex := range all {
@@ -1019,8 +1020,8 @@ func TestAPIDocsMatchTheServer(t *testing.T) {
 		t.FailNow()
 	}
 	rec := newRecording()
-	for _, backend := range backends {
-		o, _ := withPush(t, baseOptions(t, backend))
+	for _, backend := range apptest.Backends {
+		o, _ := withPush(t, apptest.Options(t, backend))
 		dm := startDaemon(t, o)
 		recordFrames(t, dm, rec)
 		sendRequests(t, dm, backend, all)

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/signald/signald/internal/apptest"
 	"github.com/signald/signald/internal/protocol"
 )
 
@@ -20,9 +21,9 @@ import (
 //
 // cmd/signald-bench measures the daemon as a separate process.
 func BenchmarkCallSetup(b *testing.B) {
-	for _, backend := range backends {
+	for _, backend := range apptest.Backends {
 		b.Run(backend, func(b *testing.B) {
-			o := baseOptions(b, backend)
+			o := apptest.Options(b, backend)
 			o.Server.RateLimit, o.Server.RateBurst = 1e9, 1e9
 			dm := startDaemon(b, o)
 			const pairs = 8

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/signald/signald/internal/app"
+	"github.com/signald/signald/internal/apptest"
 	"github.com/signald/signald/internal/protocol"
 	"github.com/signald/signald/internal/redistest"
 )
@@ -27,8 +28,8 @@ func startInstances(t *testing.T, o app.Options, n int) []*daemon {
 
 func redisOptions(t *testing.T) app.Options {
 	t.Helper()
-	checkLeaks(t)
-	return baseOptions(t, "redis")
+	apptest.CheckLeaks(t)
+	return apptest.Options(t, "redis")
 }
 
 // TestCrossInstanceDelivery: every event reaches every connection of its

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/signald/signald/internal/app"
+	"github.com/signald/signald/internal/apptest"
 )
 
 // The Grafana dashboard and the Prometheus alerts of deploy/ ask only for
@@ -422,7 +423,7 @@ func TestDashboardAlertsHaveRunbooks(t *testing.T) {
 // daemon on Redis with every push platform on, the Go runtime's and the
 // process's on `signald serve` as the command line wires it.
 func TestDashboardAndAlertsQueryLiveMetrics(t *testing.T) {
-	checkLeaks(t)
+	apptest.CheckLeaks(t)
 	queries := dashboardQueries(readDashboard(t))
 	for _, r := range alertRules(t) {
 		queries = append(queries,
@@ -430,7 +431,7 @@ func TestDashboardAndAlertsQueryLiveMetrics(t *testing.T) {
 			promQuery{file: alertsFile, where: r.name + "'s annotations", expr: r.notes, prose: true})
 	}
 
-	o, _ := withPush(t, baseOptions(t, "redis"))
+	o, _ := withPush(t, apptest.Options(t, "redis"))
 	dm := startDaemon(t, o)
 	_, body := dm.get("/metrics")
 	daemon := parseExposition(body)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/signald/signald/internal/app"
+	"github.com/signald/signald/internal/apptest"
 	"github.com/signald/signald/internal/auth"
 	"github.com/signald/signald/internal/protocol"
 	"github.com/signald/signald/internal/redistest"
@@ -112,9 +113,9 @@ func withEnv(extra map[string]string) map[string]string {
 // endpoint, on the embedded store and on Redis; bad user IDs get a 400
 // that says what is wrong.
 func TestDemoInDevMode(t *testing.T) {
-	for _, backend := range backends {
+	for _, backend := range apptest.Backends {
 		t.Run(backend, func(t *testing.T) {
-			checkLeaks(t)
+			apptest.CheckLeaks(t)
 			args := []string{"--dev"}
 			if backend == "redis" {
 				c, prefix := redistest.NewClient(t)
@@ -226,7 +227,7 @@ func TestDemoSettings(t *testing.T) {
 		{"SIGNALD_DEMO=false with --dev", []string{"--dev"}, map[string]string{"SIGNALD_DEMO": "false"}, false, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			checkLeaks(t)
+			apptest.CheckLeaks(t)
 			md := startMain(t, c.args, c.env)
 			code, _, _ := md.do(t, "GET", "/demo/", "")
 			if c.page != (code == http.StatusOK) {

@@ -13,12 +13,13 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/signald/signald/internal/app"
+	"github.com/signald/signald/internal/apptest"
 	"github.com/signald/signald/internal/auth"
 	"github.com/signald/signald/internal/protocol"
 )
 
 func TestLogin(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, o app.Options) {
+	apptest.ForEachBackend(t, func(t *testing.T, o app.Options) {
 		dm := startDaemon(t, o)
 		c := dm.dial()
 		wantCode(t, c, protocol.CodeNotLoggedIn, protocol.OpPing, nil)
@@ -67,8 +68,8 @@ func TestLogin(t *testing.T) {
 }
 
 func TestLoginDeadline(t *testing.T) {
-	checkLeaks(t)
-	o := baseOptions(t, "memory")
+	apptest.CheckLeaks(t)
+	o := apptest.Options(t, "memory")
 	// Long enough that alice's own login, on a loaded machine, is never
 	// caught by it; expectClosed waits far longer for the idle one.
 	o.Server.LoginDeadline = 2 * time.Second
@@ -80,8 +81,8 @@ func TestLoginDeadline(t *testing.T) {
 }
 
 func TestBadInput(t *testing.T) {
-	checkLeaks(t)
-	dm := startDaemon(t, baseOptions(t, "memory"))
+	apptest.CheckLeaks(t)
+	dm := startDaemon(t, apptest.Options(t, "memory"))
 	c := dm.login("alice")
 	ctx := context.Background()
 	raw := []struct {
@@ -152,7 +153,7 @@ func TestBadInput(t *testing.T) {
 }
 
 func TestOneToOneCall(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, o app.Options) {
+	apptest.ForEachBackend(t, func(t *testing.T, o app.Options) {
 		dm := startDaemon(t, o)
 		alice, alice2 := dm.login("alice"), dm.login("alice")
 		bob, bob2 := dm.login("bob"), dm.login("bob")
@@ -236,7 +237,7 @@ func TestOneToOneCall(t *testing.T) {
 }
 
 func TestTimeout(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, o app.Options) {
+	apptest.ForEachBackend(t, func(t *testing.T, o app.Options) {
 		dm := startDaemon(t, o)
 		mustAdmin(t, dm, "PUT", "/v1/groups/team/members", `{"members":["alice","bob","carol"]}`)
 		alice, bob, carol := dm.login("alice"), dm.login("bob"), dm.login("carol")
@@ -286,7 +287,7 @@ func mustAdmin(t *testing.T, dm *daemon, method, path, body string) string {
 }
 
 func TestInviteInGroup(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, o app.Options) {
+	apptest.ForEachBackend(t, func(t *testing.T, o app.Options) {
 		o.Engine.MaxInvitees = 3
 		dm := startDaemon(t, o)
 		mustAdmin(t, dm, "PUT", "/v1/groups/team/members", `{"members":["alice","bob","carol","dave","erin"]}`)
@@ -361,7 +362,7 @@ func TestInviteInGroup(t *testing.T) {
 }
 
 func TestOfflineDelivery(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, o app.Options) {
+	apptest.ForEachBackend(t, func(t *testing.T, o app.Options) {
 		dm := startDaemon(t, o)
 		alice := dm.login("alice")
 		kept := invite(t, alice, map[string]any{"invitee": "bob", "data": "v1"})
@@ -402,7 +403,7 @@ func TestOfflineDelivery(t *testing.T) {
 // three connections; exactly one wins, the others get 8010, and everyone
 // hears exactly the winner's event.
 func TestRaces(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, o app.Options) {
+	apptest.ForEachBackend(t, func(t *testing.T, o app.Options) {
 		dm := startDaemon(t, o)
 		alice, bob, bob2 := dm.login("alice"), dm.login("bob"), dm.login("bob")
 		wins := map[string]int{}

@@ -14,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/signald/signald/internal/app"
+	"github.com/signald/signald/internal/apptest"
 	"github.com/signald/signald/internal/protocol"
 )
 
@@ -21,8 +22,8 @@ import (
 // the admin API are served there and not on the public listener, which
 // keeps the WebSocket and the health checks.
 func TestAdminListener(t *testing.T) {
-	checkLeaks(t)
-	o := baseOptions(t, "memory")
+	apptest.CheckLeaks(t)
+	o := apptest.Options(t, "memory")
 	o.AdminAddr = "127.0.0.1:0"
 	dm := startDaemon(t, o)
 	if dm.adminHTTP == dm.http {
@@ -84,8 +85,8 @@ func dialOrigin(t *testing.T, dm *daemon, origin string) (int, string) {
 // gets a 403 that names the setting to change, and the operator a warning,
 // once per origin per minute however often the page retries.
 func TestDisallowedOriginIsRefusedAndLogged(t *testing.T) {
-	checkLeaks(t)
-	o := baseOptions(t, "memory")
+	apptest.CheckLeaks(t)
+	o := apptest.Options(t, "memory")
 	o.Server.OriginPatterns = []string{"app.example.com", "*.example.org"}
 	dm, logs := startDaemonLogged(t, o)
 	for _, allowed := range []string{"https://app.example.com", "https://web.example.org", dm.http} {
@@ -127,8 +128,8 @@ func TestClientAddressFromTrustedProxy(t *testing.T) {
 		{"not trusted", nil, "client=127.0.0.1"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			checkLeaks(t)
-			o := baseOptions(t, "memory")
+			apptest.CheckLeaks(t)
+			o := apptest.Options(t, "memory")
 			o.Server.TrustedProxies = c.trusted
 			dm, logs := startDaemonLogged(t, o)
 			req, _ := http.NewRequest(http.MethodGet, dm.http+"/v1/groups/g/members", nil)
@@ -153,8 +154,8 @@ func TestClientAddressFromTrustedProxy(t *testing.T) {
 // same packet as its upgrade request (net/http reads it ahead) is answered
 // like any other: the bytes read ahead are the connection's, not lost.
 func TestFirstFrameWithTheUpgrade(t *testing.T) {
-	checkLeaks(t)
-	dm := startDaemon(t, baseOptions(t, "memory"))
+	apptest.CheckLeaks(t)
+	dm := startDaemon(t, apptest.Options(t, "memory"))
 	conn, err := net.Dial("tcp", strings.TrimPrefix(dm.http, "http://"))
 	if err != nil {
 		t.Fatal(err)

@@ -13,12 +13,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.uber.org/goleak"
 
 	"github.com/signald/signald/client"
 	"github.com/signald/signald/internal/app"
 	"github.com/signald/signald/internal/auth"
-	"github.com/signald/signald/internal/leaktest"
 	"github.com/signald/signald/internal/protocol"
 	"github.com/signald/signald/internal/redistest"
 )
@@ -42,49 +40,6 @@ type daemon struct {
 	http   string // http://host:port
 	// adminHTTP is where the admin routes are: http, or the admin listener.
 	adminHTTP string
-}
-
-// backends are the stores every end-to-end test runs on.
-var backends = []string{"memory", "redis"}
-
-// forEachBackend runs fn once per store, each with its own daemon options.
-func forEachBackend(t *testing.T, fn func(t *testing.T, o app.Options)) {
-	for _, b := range backends {
-		t.Run(b, func(t *testing.T) {
-			checkLeaks(t)
-			fn(t, baseOptions(t, b))
-		})
-	}
-}
-
-// checkLeaks verifies at the very end of t (after every other cleanup, as
-// cleanups run last-in first-out) that no goroutine started since the call
-// outlived the test. Call it first thing in the test.
-func checkLeaks(t *testing.T) {
-	t.Helper()
-	opts := []goleak.Option{
-		goleak.IgnoreCurrent(), // the goroutines running now, before the test
-		// redistest's wait on the shared redis-server, started by the first
-		// test that uses it and stopped by TestMain.
-		goleak.IgnoreAnyFunction("github.com/signald/signald/internal/redistest.startOnce.func1"),
-	}
-	t.Cleanup(func() { leaktest.Verify(t, opts...) })
-}
-
-func baseOptions(t testing.TB, backend string) app.Options {
-	t.Helper()
-	o := app.DefaultOptions()
-	o.Addr = "127.0.0.1:0"
-	o.Dev = true
-	o.LogFormat = "text"
-	o.Engine.PollInterval = 10 * time.Millisecond
-	o.ShutdownTimeout = 10 * time.Second
-	if backend == "redis" {
-		c, prefix := redistest.NewClient(t)
-		o.RedisURL = "redis://" + c.Options().Addr
-		o.RedisPrefix = prefix
-	}
-	return o
 }
 
 func startDaemon(t testing.TB, o app.Options) *daemon {

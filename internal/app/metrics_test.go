@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/signald/signald/internal/app"
+	"github.com/signald/signald/internal/apptest"
 	"github.com/signald/signald/internal/protocol"
 )
 
@@ -59,8 +60,8 @@ func exposed(body string) (sampled, helped map[string]bool) {
 // that rate() and absent() alerts work from the start), and every metric
 // signald exposes is in the README.
 func TestReadmeMetricsExistFromStart(t *testing.T) {
-	checkLeaks(t)
-	o, _ := withPush(t, baseOptions(t, "redis"))
+	apptest.CheckLeaks(t)
+	o, _ := withPush(t, apptest.Options(t, "redis"))
 	dm := startDaemon(t, o)
 	_, body := dm.get("/metrics")
 	sampled, helped := exposed(body)
@@ -131,7 +132,7 @@ func helpOf(body, metric string) string {
 // client that closes its own connection is not counted as closed by the
 // server.
 func TestCallMetrics(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, o app.Options) {
+	apptest.ForEachBackend(t, func(t *testing.T, o app.Options) {
 		dm := startDaemon(t, o)
 		mustAdmin(t, dm, "PUT", "/v1/groups/team/members", `{"members":["alice","bob","carol","dave"]}`)
 		alice, bob, carol := dm.login("alice"), dm.login("bob"), dm.login("carol")
@@ -249,7 +250,7 @@ func TestErrorRepliesAreTheSameOnEveryStore(t *testing.T) {
 		desc string
 	}
 	got := map[string][]reply{}
-	forEachBackend(t, func(t *testing.T, o app.Options) {
+	apptest.ForEachBackend(t, func(t *testing.T, o app.Options) {
 		o.Engine.MaxInvitees = 2
 		o.Engine.Limits.MaxActive = 2
 		dm := startDaemon(t, o)

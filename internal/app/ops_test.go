@@ -14,14 +14,15 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/signald/signald/internal/app"
+	"github.com/signald/signald/internal/apptest"
 	invitepkg "github.com/signald/signald/internal/invite"
 	"github.com/signald/signald/internal/protocol"
 	"github.com/signald/signald/internal/redistest"
 )
 
 func TestHTTPSurface(t *testing.T) {
-	checkLeaks(t)
-	dm := startDaemon(t, baseOptions(t, "memory"))
+	apptest.CheckLeaks(t)
+	dm := startDaemon(t, apptest.Options(t, "memory"))
 	if code, body := dm.get("/healthz"); code != 200 {
 		t.Fatalf("/healthz: %d %s", code, body)
 	}
@@ -82,7 +83,7 @@ func TestHTTPSurface(t *testing.T) {
 }
 
 func TestGracefulShutdown(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, o app.Options) {
+	apptest.ForEachBackend(t, func(t *testing.T, o app.Options) {
 		dm := startDaemon(t, o)
 		alice, bob := dm.login("alice"), dm.login("bob")
 		pending := dm.dial() // not logged in: closed the same way
@@ -115,8 +116,8 @@ func TestGracefulShutdown(t *testing.T) {
 // TestSlowClientIsClosed: a receiver that stops reading is disconnected and
 // costs the inviter and the other receivers nothing.
 func TestSlowClientIsClosed(t *testing.T) {
-	checkLeaks(t)
-	o := baseOptions(t, "memory")
+	apptest.CheckLeaks(t)
+	o := apptest.Options(t, "memory")
 	o.Server.SendQueueBytes = 256 << 10
 	o.EventsKept = 8
 	// Long enough never to close the slow client before its queue does,
@@ -187,8 +188,8 @@ func TestSlowClientIsClosed(t *testing.T) {
 // restarted signald serves them: accept after the restart, and the timeout
 // still fires.
 func TestRestartOnRedis(t *testing.T) {
-	checkLeaks(t)
-	o := baseOptions(t, "redis")
+	apptest.CheckLeaks(t)
+	o := apptest.Options(t, "redis")
 	first := startDaemon(t, o)
 	alice := first.login("alice")
 	toAccept := invite(t, alice, map[string]any{"invitee": "bob", "data": "a", "timeout": 60})
@@ -245,9 +246,9 @@ func TestRestartOnRedis(t *testing.T) {
 // TestRedisUnavailable: without Redis, requests fail with 90994, /readyz
 // says 503, /healthz stays 200 and connections stay open.
 func TestRedisUnavailable(t *testing.T) {
-	checkLeaks(t)
+	apptest.CheckLeaks(t)
 	addr, stopRedis := redistest.StartServer(t)
-	o := baseOptions(t, "memory")
+	o := apptest.Options(t, "memory")
 	o.RedisURL = "redis://" + addr + "?dial_timeout=200ms&read_timeout=200ms&write_timeout=200ms&max_retries=0"
 	o.Server.RequestTimeout = time.Second
 	dm := startDaemon(t, o)
@@ -291,8 +292,8 @@ func TestTokenCommand(t *testing.T) {
 	if err := app.Main(context.Background(), []string{"token", "--user", "alice", "--dev"}, func(string) string { return "" }, &out, &errOut); err != nil {
 		t.Fatal(err)
 	}
-	checkLeaks(t)
-	dm := startDaemon(t, baseOptions(t, "memory"))
+	apptest.CheckLeaks(t)
+	dm := startDaemon(t, apptest.Options(t, "memory"))
 	c := dm.dial()
 	mustCall(t, c, protocol.OpLogin, map[string]any{"userID": "alice", "userSig": strings.TrimSpace(out.String())})
 	if err := app.Main(context.Background(), []string{"token", "--user", "alice"}, func(string) string { return "" }, &out, &errOut); err == nil {
@@ -303,7 +304,7 @@ func TestTokenCommand(t *testing.T) {
 // TestMainStopsOnSignal runs the command line as main does and stops it
 // with SIGTERM-equivalent cancellation within the shutdown timeout.
 func TestMainStopsOnSignal(t *testing.T) {
-	checkLeaks(t)
+	apptest.CheckLeaks(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	var out strings.Builder
 	done := make(chan error, 1)
@@ -328,8 +329,8 @@ func (*syncWriter) Write(p []byte) (int, error) { return len(p), nil }
 // TestUnansweredPingsCloseTheConnection: a peer that no longer answers
 // WebSocket pings (a phone that vanished) is dropped.
 func TestUnansweredPingsCloseTheConnection(t *testing.T) {
-	checkLeaks(t)
-	o := baseOptions(t, "memory")
+	apptest.CheckLeaks(t)
+	o := apptest.Options(t, "memory")
 	// 3 s to answer each ping: a client that reads is never late by that
 	// much, even on a busy machine; the silent one is gone in two
 	// intervals, well before the login deadline could close it.
@@ -357,8 +358,8 @@ func TestUnansweredPingsCloseTheConnection(t *testing.T) {
 // it is not ready while it goes on serving, then closes every connection
 // with 1012 in batches.
 func TestDrainBeforeShutdown(t *testing.T) {
-	checkLeaks(t)
-	o := baseOptions(t, "memory")
+	apptest.CheckLeaks(t)
+	o := apptest.Options(t, "memory")
 	// The drain outlasts the few steps below, even on a busy machine.
 	o.DrainPeriod = 5 * time.Second
 	o.Server.CloseBatch = 2

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/signald/signald/internal/app"
+	"github.com/signald/signald/internal/apptest"
 	"github.com/signald/signald/internal/protocol"
 	"github.com/signald/signald/internal/push"
 	"github.com/signald/signald/internal/push/pushtest"
@@ -109,7 +110,7 @@ func (f fakes) waitPushes(t *testing.T, n int) []string {
 // tablet that answered. A group call pushes each offline invitee; a cancel
 // and a timeout push the end; onlineUserOnly and disablePush push nothing.
 func TestRingAndEndPushes(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, o app.Options) {
+	apptest.ForEachBackend(t, func(t *testing.T, o app.Options) {
 		o, f := withPush(t, o)
 		dm := startDaemon(t, o)
 		mustAdmin(t, dm, "PUT", "/v1/groups/team/members", `{"members":["alice","bob","carol"]}`)
@@ -189,7 +190,7 @@ func TestRingAndEndPushes(t *testing.T) {
 // UNREGISTERED for another: both registrations are gone afterwards, and
 // the next call does not push them.
 func TestDeadTokensAreRemoved(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, o app.Options) {
+	apptest.ForEachBackend(t, func(t *testing.T, o app.Options) {
 		o, f := withPush(t, o)
 		dm := startDaemon(t, o)
 		f.apns.AnswerToken("tok-old-phone", &pushtest.Answer{Status: http.StatusGone, Reason: "Unregistered"})
@@ -220,7 +221,7 @@ func TestDeadTokensAreRemoved(t *testing.T) {
 // is tried again and again, and given up at the invitation's deadline:
 // nothing reaches it after. A slow APNs is pushed once, never twice.
 func TestFailingPushGivesUpAtTheDeadline(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, o app.Options) {
+	apptest.ForEachBackend(t, func(t *testing.T, o app.Options) {
 		o, f := withPush(t, o)
 		// The slow answer (200 ms) is far inside an attempt (2 s), and an
 		// attempt inside the lease (6 s): it is never tried again.
@@ -269,9 +270,9 @@ func TestFailingPushGivesUpAtTheDeadline(t *testing.T) {
 
 // TestPushBadInput: every new field is checked, with 6017.
 func TestPushBadInput(t *testing.T) {
-	o, _ := withPush(t, baseOptions(t, "memory"))
+	o, _ := withPush(t, apptest.Options(t, "memory"))
 	o.Push.Webhook = push.WebhookOptions{} // webhook off
-	checkLeaks(t)
+	apptest.CheckLeaks(t)
 	dm := startDaemon(t, o)
 	c := dm.login("alice")
 	for _, p := range []map[string]any{
@@ -328,10 +329,10 @@ func TestPushBadInput(t *testing.T) {
 //
 // It reports the median and the 99th percentile in ms.
 func BenchmarkPushLatency(b *testing.B) {
-	for _, backend := range backends {
+	for _, backend := range apptest.Backends {
 		for _, platform := range []string{"apns-voip", "fcm", "webhook"} {
 			b.Run(backend+"/"+platform, func(b *testing.B) {
-				o, f := withPush(b, baseOptions(b, backend))
+				o, f := withPush(b, apptest.Options(b, backend))
 				o.Server.RateLimit, o.Server.RateBurst = 1e9, 1e9
 				dm := startDaemon(b, o)
 				alice, bob := dm.login("alice"), dm.loginDevice("bob", "bob-laptop")

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/signald/signald/internal/app"
+	"github.com/signald/signald/internal/apptest"
 	"github.com/signald/signald/internal/protocol"
 )
 
@@ -17,7 +18,7 @@ func (dm *daemon) loginResume(user, lastEventID string) (*clientT, map[string]an
 }
 
 func TestResume(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, o app.Options) {
+	apptest.ForEachBackend(t, func(t *testing.T, o app.Options) {
 		dm := startDaemon(t, o)
 		alice, bob := dm.login("alice"), dm.login("bob")
 		id := invite(t, alice, map[string]any{"invitee": "bob", "data": "v1"})
@@ -65,7 +66,7 @@ func TestResume(t *testing.T) {
 // TestResumeKeepsOwnActions: an event about a user's own action is kept, and
 // a device that was away when the user answered elsewhere learns of it.
 func TestResumeKeepsOwnActions(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, o app.Options) {
+	apptest.ForEachBackend(t, func(t *testing.T, o app.Options) {
 		dm := startDaemon(t, o)
 		alice, phone := dm.login("alice"), dm.login("bob")
 		id := invite(t, alice, map[string]any{"invitee": "bob", "data": ""})
@@ -86,7 +87,7 @@ func TestResumeKeepsOwnActions(t *testing.T) {
 // TestFreshLoginCarriesFirstRingEventID: a pending invitation delivered on a
 // fresh login carries the eventID under which it was first kept.
 func TestFreshLoginCarriesFirstRingEventID(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, o app.Options) {
+	apptest.ForEachBackend(t, func(t *testing.T, o app.Options) {
 		dm := startDaemon(t, o)
 		alice := dm.login("alice")
 		id := invite(t, alice, map[string]any{"invitee": "bob", "data": ""})
@@ -110,7 +111,7 @@ func TestFreshLoginCarriesFirstRingEventID(t *testing.T) {
 // TestResumeTooOld: when events after lastEventID were dropped, login says
 // recovered false and rings the user for what is pending instead.
 func TestResumeTooOld(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, o app.Options) {
+	apptest.ForEachBackend(t, func(t *testing.T, o app.Options) {
 		o.EventsKept = 3
 		dm := startDaemon(t, o)
 		alice, bob := dm.login("alice"), dm.login("bob")

@@ -10,12 +10,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.uber.org/goleak"
-
-	"github.com/signald/signald/internal/leaktest"
 
 	"github.com/signald/signald/internal/app"
 	"github.com/signald/signald/internal/bench"
+	"github.com/signald/signald/internal/leaktest"
 	"github.com/signald/signald/internal/redistest"
 )
 
@@ -28,7 +26,7 @@ func TestGapAgainstDaemonOnRedis(t *testing.T) {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Skip("redis-server not installed (make test installs it)")
 	}
-	defer leaktest.Verify(t, goleak.IgnoreCurrent())
+	leaktest.Check(t)
 	addr, stopRedis := redistest.StartServer(t)
 	defer stopRedis()
 

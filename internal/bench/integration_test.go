@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.uber.org/goleak"
 
 	"github.com/signald/signald/internal/app"
 	"github.com/signald/signald/internal/bench"
@@ -22,7 +21,7 @@ import (
 // the mix) and the group scenario against it briefly: both must do work
 // and count no error.
 func TestScenariosAgainstDaemon(t *testing.T) {
-	defer leaktest.Verify(t, goleak.IgnoreCurrent())
+	leaktest.Check(t)
 
 	o := app.DefaultOptions()
 	o.Addr = "127.0.0.1:0"

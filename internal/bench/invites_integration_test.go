@@ -11,12 +11,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"go.uber.org/goleak"
-
-	"github.com/signald/signald/internal/leaktest"
 
 	"github.com/signald/signald/internal/app"
 	"github.com/signald/signald/internal/bench"
+	"github.com/signald/signald/internal/leaktest"
 	"github.com/signald/signald/internal/redistest"
 )
 
@@ -137,7 +135,7 @@ func runInvites(t *testing.T, cfg bench.Config) *bench.Report {
 // daemon in memory mode: closed loop, paced with -rate, and without
 // cancels.
 func TestInvitesAgainstDaemon(t *testing.T) {
-	defer leaktest.Verify(t, goleak.IgnoreCurrent())
+	leaktest.Check(t)
 	base, stop := startInvitesDaemon(t, "")
 	defer stop()
 	t.Run("closed loop", func(t *testing.T) {
@@ -164,7 +162,7 @@ func TestInvitesAgainstDaemonOnRedis(t *testing.T) {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Skip("redis-server not installed (make test installs it)")
 	}
-	defer leaktest.Verify(t, goleak.IgnoreCurrent())
+	leaktest.Check(t)
 	addr, stopRedis := redistest.StartServer(t)
 	defer stopRedis()
 	cfg, stop := startInvitesDaemon(t, addr)

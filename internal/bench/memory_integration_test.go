@@ -14,12 +14,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"go.uber.org/goleak"
-
-	"github.com/signald/signald/internal/leaktest"
 
 	"github.com/signald/signald/internal/app"
 	"github.com/signald/signald/internal/bench"
+	"github.com/signald/signald/internal/leaktest"
 	"github.com/signald/signald/internal/redistest"
 )
 
@@ -132,7 +130,7 @@ func runMemory(t *testing.T, cfg bench.Config) *bench.Report {
 // TestMemoryAgainstDaemon runs the memory scenario briefly against the
 // daemon in memory mode.
 func TestMemoryAgainstDaemon(t *testing.T) {
-	defer leaktest.Verify(t, goleak.IgnoreCurrent())
+	leaktest.Check(t)
 	cfg, stop := startMemoryDaemon(t, "")
 	defer stop()
 	rep := runMemory(t, cfg)
@@ -147,7 +145,7 @@ func TestMemoryAgainstDaemonOnRedis(t *testing.T) {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Skip("redis-server not installed (make test installs it)")
 	}
-	defer leaktest.Verify(t, goleak.IgnoreCurrent())
+	leaktest.Check(t)
 	addr, stopRedis := redistest.StartServer(t)
 	defer stopRedis()
 	cfg, stop := startMemoryDaemon(t, addr)

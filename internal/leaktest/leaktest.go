@@ -14,6 +14,16 @@ import (
 // Patience is how long a goroutine may take to end after the test.
 const Patience = 5 * time.Second
 
+// Check makes t fail, after every cleanup registered later (cleanups run
+// last-in first-out), if a goroutine started since the call outlived the
+// test and those cleanups; opts ignore more. Call it first thing in the
+// test.
+func Check(t testing.TB, opts ...goleak.Option) {
+	t.Helper()
+	opts = append(opts, goleak.IgnoreCurrent()) // the goroutines running now, before the test
+	t.Cleanup(func() { Verify(t, opts...) })
+}
+
 // Verify fails t if goroutines other than those opts ignore are still
 // running after Patience. Deferred with goleak.IgnoreCurrent() evaluated at
 // the start of a test, it ignores those that ran when the test began.

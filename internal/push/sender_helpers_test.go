@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/signald/signald/internal/leaktest"
 	"github.com/signald/signald/internal/push"
 )
@@ -39,8 +37,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 // cleanups (which close the fakes). Call it first.
 func noLeaks(t *testing.T) {
 	t.Helper()
-	ignore := goleak.IgnoreCurrent()
-	t.Cleanup(func() { leaktest.Verify(t, ignore) })
+	leaktest.Check(t)
 }
 
 // ringMessage is a ring push as api/README.md §13 lists its fields, due to

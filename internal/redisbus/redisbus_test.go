@@ -18,7 +18,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
-	"go.uber.org/goleak"
 
 	"github.com/signald/signald/internal/bus"
 	"github.com/signald/signald/internal/bus/bustest"
@@ -671,14 +670,7 @@ func startCluster(t *testing.T, masters int) *redis.ClusterClient {
 
 // leaks fails the test if goroutines started during it outlive it and its
 // cleanups.
-func leaks(t *testing.T) {
-	opts := []goleak.Option{
-		goleak.IgnoreCurrent(),
-		// The redis-server shared by the tests, started by the first one.
-		goleak.IgnoreAnyFunction("github.com/signald/signald/internal/redistest.startOnce.func1"),
-	}
-	t.Cleanup(func() { leaktest.Verify(t, opts...) })
-}
+func leaks(t *testing.T) { leaktest.Check(t, redistest.IgnoreServer()) }
 
 func cpuTime(t *testing.T) time.Duration {
 	t.Helper()

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
 )
 
 // EnvAddr names the environment variable holding the address of a Redis
@@ -329,4 +330,11 @@ func freePort() (int, error) {
 func lastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// IgnoreServer is the leak check's option (leaktest.Check) for the wait on
+// the redis-server shared by a package's tests, which the first test that
+// uses it starts and TestMain stops.
+func IgnoreServer() goleak.Option {
+	return goleak.IgnoreAnyFunction("github.com/signald/signald/internal/redistest.startOnce.func1")
 }
