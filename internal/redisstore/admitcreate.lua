@@ -86,11 +86,15 @@ local t = tonumber(ARGV[12])
 for i = 13, 12 + t do
   redis.call('ZADD', KEYS[3], ARGV[10], id .. '\n' .. ARGV[i])
 end
+-- An index expires with its latest invitation: GT extends an expiry that is
+-- earlier, which is the usual case (one command); when it does nothing the
+-- key has a later expiry, or none (new, or persisted), which NX then sets.
 local function index(key)
   redis.call('ZADD', key, 'NX', score, id)
   if expires > 0 then
-    redis.call('PEXPIREAT', key, ARGV[8], 'NX')
-    redis.call('PEXPIREAT', key, ARGV[8], 'GT')
+    if redis.call('PEXPIREAT', key, ARGV[8], 'GT') == 0 then
+      redis.call('PEXPIREAT', key, ARGV[8], 'NX')
+    end
   else
     redis.call('PERSIST', key)
   end

@@ -533,6 +533,35 @@ func TestExpiry(t *testing.T) {
 	}
 }
 
+// TestIndexExpiryOnAdmitCreate checks that admitcreate.lua leaves each
+// user's index expiring with its latest invitation, whichever order they
+// come in: an earlier one does not shorten the index's life.
+func TestIndexExpiryOnAdmitCreate(t *testing.T) {
+	ctx := context.Background()
+	s, c, _ := newStore(t, nil)
+	if !s.onePipeline {
+		t.Skip("admitcreate.lua runs on a single server only")
+	}
+	now := time.Now().UnixMilli()
+	limits := invite.Limits{Rate: 1000, Burst: 1000, MaxActive: 100, MaxPending: 100}
+	for _, order := range [][2]int{{30, 600}, {600, 30}} {
+		inviter, invitee := fmt.Sprintf("alice%d", order[0]), fmt.Sprintf("bob%d", order[0])
+		var latest int64
+		for i, timeout := range order {
+			inv := newInvitation(fmt.Sprintf("%s-%d", inviter, i), now, inviter, timeout, false, invitee)
+			if err := s.CreateAdmitted(ctx, inv, 0, limits); err != nil {
+				t.Fatal(err)
+			}
+			latest = max(latest, inv.Expires)
+		}
+		for _, key := range []string{s.outgoingKey(inviter), s.pendingKey(invitee)} {
+			if got, err := c.Do(ctx, "PEXPIRETIME", key).Int64(); err != nil || got != latest {
+				t.Errorf("timeouts %v: %s expires at %d (%v), want the latest Expires %d", order, key, got, err, latest)
+			}
+		}
+	}
+}
+
 func TestNewValidates(t *testing.T) {
 	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
 	defer c.Close()
