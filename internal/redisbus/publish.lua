@@ -90,9 +90,8 @@ local function answer(n)
   return out
 end
 
--- The once-key, the kept-bytes counter and the newest kept event's ID, in
--- one read.
-local seen = redis.call('HMGET', KEYS[2], once ~= '' and ('once:' .. once) or 'kb', 'kb', 'last')
+-- The once-key and the kept-bytes counter, in one read.
+local seen = redis.call('HMGET', KEYS[2], once ~= '' and ('once:' .. once) or 'kb', 'kb')
 if once ~= '' and seen[1] then
   return answer(-1)
 end
@@ -100,10 +99,16 @@ end
 local id, prev = '', ''
 local kept = 0 -- the bytes of the frames kept, this one's not counted
 if keep > 0 then
-  -- prev is read before trimming, which may drop every entry (keep = 1).
-  -- Entries leave only from the oldest end, so the newest is the last one
-  -- issued: field last of the hash, which expires with the stream. Only
-  -- when the hash lacks it (kept by an older signald) is the stream read.
+  -- Read before trimming, which may drop every entry (keep = 1). Entries
+  -- leave only from the oldest end, so the newest is the last one issued.
+  -- Read from the stream itself, not from a copy kept in the hash: a writer
+  -- that did not update the copy (an older signald during a rolling
+  -- upgrade) would make prev skip its event, and a connection that had
+  -- missed that event would take this one as the next and never replay it.
+  local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
+  if newest then
+    prev = pad(newest[1])
+  end
   -- The oldest go while the new one would pass either bound, count or
   -- bytes (field kb of the hash: the bytes of the kept frames); the new
   -- one is always kept. Trim with XDEL, not XADD MAXLEN: Redis 7.0 records
@@ -113,11 +118,6 @@ if keep > 0 then
   local n = redis.call('XLEN', KEYS[1])
   if n > 0 then
     kept = tonumber(seen[2] or '0')
-    if seen[3] then
-      prev = seen[3]
-    else
-      prev = pad(redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1][1])
-    end
   end
   while n > 0 and (n + 1 > keep or kept + size > keepBytes) do
     local e = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
@@ -162,18 +162,16 @@ if #fields > 0 or keep > 0 then
   if keep > 0 then
     args[#args + 1] = 'kb'
     args[#args + 1] = math.max(kept, 0) + #ARGV[5]
-    args[#args + 1] = 'last'
-    args[#args + 1] = id
   end
   redis.call('HSET', KEYS[2], unpack(args))
   redis.call('PEXPIRE', KEYS[2], ARGV[2])
   -- Forget what was sent before the oldest kept event, now and then rather
   -- than on every call, so that the hash stays small.
-  if keep > 0 and redis.call('HLEN', KEYS[2]) > 2 * keep + 2 then
+  if keep > 0 and redis.call('HLEN', KEYS[2]) > 2 * keep + 1 then
     local oldest = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1][1]
     local rung = redis.call('HGETALL', KEYS[2])
     for i = 1, #rung, 2 do
-      if rung[i] ~= 'kb' and rung[i] ~= 'last' and older(rung[i + 1], oldest) then
+      if rung[i] ~= 'kb' and older(rung[i + 1], oldest) then
         redis.call('HDEL', KEYS[2], rung[i])
       end
     end

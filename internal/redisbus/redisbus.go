@@ -12,8 +12,7 @@
 //	<prefix>ev:{u:<user>}    stream: the user's newest Keep events; each entry has one
 //	                         field, f: the frame without eventID
 //	<prefix>rung:{u:<user>}  hash: inviteID → eventID of the user's onReceiveNewInvitation;
-//	                         "once:<key>" → eventID (Envelope.Once); kb → bytes of the kept frames;
-//	                         last → eventID of the newest kept event (a stream read less per event)
+//	                         "once:<key>" → eventID (Envelope.Once); kb → bytes of the kept frames
 //	<prefix>ch:{u:<user>}    shard channel (SPUBLISH/SSUBSCRIBE): the user's events
 //	<prefix>pres:{u:<user>}  hash: "<node>\n<deviceID>" → ms when the entry lapses: the
 //	                         user's devices with a foreground connection on that

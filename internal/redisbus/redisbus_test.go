@@ -488,8 +488,7 @@ func TestRungIsBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Beside the invitations: the kept bytes (kb) and the newest eventID (last).
-	if n := c.HLen(ctx, b.rungKey("bob")).Val() - 2; n > 2*keep {
+	if n := c.HLen(ctx, b.rungKey("bob")).Val(); n > 2*keep {
 		t.Fatalf("%d invitations remembered, want at most %d", n, 2*keep)
 	}
 	last, _ := b.Last(ctx, "bob")
@@ -518,43 +517,6 @@ func TestNotKeptCarriesNoEventID(t *testing.T) {
 	}
 	if last, _ := b.Last(ctx, "bob"); last != "" {
 		t.Fatalf("Last = %q after an event not kept", last)
-	}
-}
-
-// TestPrevWithoutLast checks that an event names the right event before it
-// when the user's hash has no newest eventID (field last), as when an older
-// signald kept the events before it: the stream is read instead.
-func TestPrevWithoutLast(t *testing.T) {
-	ctx := context.Background()
-	c, prefix := redistest.NewClient(t)
-	hb := bustest.NewHub(t)
-	b := startBus(t, Options{Client: c, Prefix: prefix, Node: "n1", Hub: hb})
-	s := bustest.NewSink()
-	if err := b.Watch(ctx, "bob"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Unwatch("bob") })
-	hb.Register("bob", s)
-	publish := func() {
-		t.Helper()
-		if _, err := b.Publish(ctx, bus.Envelope{Users: []string{"bob"}, Frame: []byte(`{"event":"e"}`), Keep: true, Kind: "e"}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	publish()
-	publish()
-	if err := c.HDel(ctx, b.rungKey("bob"), "last").Err(); err != nil {
-		t.Fatal(err)
-	}
-	publish()
-	publish()
-	s.WaitFor(t, 4)
-	var ids, prevs []string
-	for _, d := range s.Deliveries() {
-		ids, prevs = append(ids, d.ID), append(prevs, d.Prev)
-	}
-	if want := []string{"", ids[0], ids[1], ids[2]}; !slices.Equal(prevs, want) {
-		t.Fatalf("events %q name %q as the ones before them, want %q", ids, prevs, want)
 	}
 }
 
