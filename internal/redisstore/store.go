@@ -295,7 +295,11 @@ var (
 // field, its done marker}, or empty to keep the entry. The marker (field
 // d:<token>, empty) stays with the invitation, so that the same request
 // sent again after its answer was lost (go-redis does across a reconnect)
-// is still recognised as applied, as the entry itself would be.
+// is still recognised as applied, as the entry itself would be. It is
+// written only in place of an entry that was there, as announced.lua does:
+// an invitation that ended past its retention is gone by then (its
+// PEXPIREAT in the past), and a marker would make a hash of it again, with
+// no expiry and nothing else in it.
 var (
 	admitCreateMain = redisscript.Main{Body: admitCreateLua, Audience: createdAudience, After: forgetLua}
 	transitionMain  = redisscript.Main{Body: transitionLua, Audience: changeAudience, After: forgetLua}
@@ -303,8 +307,9 @@ var (
 
 const forgetLua = `if #X == 5 then
   redis.call('ZREM', X[1], X[2])
-  redis.call('HDEL', X[3], X[4])
-  redis.call('HSET', X[3], X[5], '')
+  if redis.call('HDEL', X[3], X[4]) == 1 then
+    redis.call('HSET', X[3], X[5], '')
+  end
 end`
 
 // createdAudience: the invitees given, once admitcreate.lua stored the
