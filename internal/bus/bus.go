@@ -39,7 +39,20 @@ type Envelope struct {
 	// Presence asks Publish to report each user's foreground devices
 	// (Reach.Foreground), which decide who is pushed for a ring.
 	Presence bool
+	// Listed, when set, says that the frame lists users that only the step
+	// publishing it decides (a timeout's, those it timed out): Frame is then
+	// the frame listing nobody, Listed.Prefix + Listed.Suffix, and the step
+	// writes the users, as JSON strings separated by commas, between them.
+	// Only for an event a store publishes in its step (redisbus's
+	// PreparePublish); Publish refuses it.
+	Listed *Listed
 }
+
+// Listed is how a frame lists users left to the step: see Envelope.Listed.
+type Listed struct{ Prefix, Suffix string }
+
+// ErrListed is Publish's answer to an Envelope with Listed set.
+var ErrListed = errors.New("bus: an event whose users the step lists can only be published in that step")
 
 // Reach is what a Publish found of one user, on every instance.
 type Reach struct {

@@ -116,6 +116,9 @@ func (b *MemBus) parse(id string) (uint64, bool) {
 // that one user's events reach each connection in eventID order; it never
 // blocks (Hub.Deliver does not).
 func (b *MemBus) Publish(_ context.Context, env Envelope) ([]Reach, error) {
+	if env.Listed != nil {
+		return nil, ErrListed
+	}
 	reach := make([]Reach, len(env.Users))
 	for i, u := range env.Users {
 		st := b.stripe(u)

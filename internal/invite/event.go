@@ -49,6 +49,11 @@ type Event struct {
 	// Presence asks Publish for each user's foreground devices, which
 	// decide who is pushed for a ring.
 	Presence bool
+	// ListedInStep marks a timeout's event readied before its step: which
+	// invitees timed out (InviteeList, and To beside the inviter) is known
+	// only once the step applies it, so the store's script lists them. For
+	// EventPreparer.Prepare only; Publish refuses it.
+	ListedInStep bool
 }
 
 // Publisher delivers events to users' live connections, on every instance,

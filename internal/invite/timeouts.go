@@ -163,16 +163,42 @@ func (e *Engine) fireAll(ctx context.Context, ids []string, now time.Time) {
 func (e *Engine) fire(ctx context.Context, id string, now time.Time) bool {
 	token := rand.Text()
 	ms := Millis(now)
-	out, err := e.store.Apply(ctx, id, Change{
+	ch := Change{
 		Action: ActTimeout, Now: ms, Retention: e.cfg.Retention.Milliseconds(),
 		Token: token, AnnounceBy: ms + e.cfg.ClaimLease.Milliseconds(),
-	})
+	}
+	// One step for the timeout and its event where the store can (see
+	// change): who timed out is decided in the step, so the store's script
+	// lists them in the frame.
+	var (
+		ev        PreparedEvent
+		ok        bool
+		report    []any
+		published bool
+		out       Outcome
+		err       error
+	)
+	if e.publishing != nil {
+		if ev, ok, err = e.preparer.Prepare(Event{Kind: EvTimeout, InviteID: id, Once: "ann:" + token, ListedInStep: true}); err != nil {
+			e.log.Error("readying a timeout's event for its step failed; it is published after", "inviteID", id, "err", err)
+			ok = false
+		}
+	}
+	if ok {
+		ev.Complete = e.pusher == nil
+		out, report, published, err = e.publishing.ApplyPublishing(ctx, id, ch, ev)
+	} else {
+		out, err = e.store.Apply(ctx, id, ch)
+	}
 	switch {
 	case err == nil:
 		e.timeoutsFired.Inc()
 		e.lateness.Observe(float64(ms-out.Invitation.Deadline) / 1000)
 		e.active.Dec()
 		e.changed(out, ms)
+		if published && e.doneInStep(ctx, out.Invitation, token, ev, report) {
+			return true
+		}
 		e.announce(ctx, out.Invitation)
 		return true
 	case errors.Is(err, ErrEnded), errors.Is(err, ErrNotFound):

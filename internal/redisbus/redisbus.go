@@ -275,8 +275,14 @@ func (b *Bus) Ping(ctx context.Context) error {
 // says they hear it only live). done reads the part's replies, one per
 // user, as Publish reads its own. ok is false on Redis Cluster, where a
 // user's keys and the store's are on different nodes, and for an event
-// Publish would send by plain SPUBLISH: Publish it after the step.
+// Publish would send by plain SPUBLISH: Publish it after the step. An
+// event with env.Listed (its users left to the store's script, env.Users
+// nil) becomes a part whose frame, publish.lua's ARGV[5], the script
+// completes.
 func (b *Bus) PreparePublish(env bus.Envelope) (payload any, done func(replies []any) ([]bus.Reach, error), ok bool, err error) {
+	if env.Listed != nil && env.Users != nil {
+		return nil, nil, false, errors.New("redisbus: publish: a listing frame with its users given")
+	}
 	if b.single == nil || (env.Users != nil && len(env.Users) == 0) || !(env.Keep || env.Once != "" || env.Presence) {
 		return nil, nil, false, nil
 	}
@@ -287,6 +293,9 @@ func (b *Bus) PreparePublish(env bus.Envelope) (payload any, done func(replies [
 	part := redisscript.Part{Body: publishLua, Users: env.Users, Args: args, Keys: []redisscript.Template{
 		template(b.streamKey), template(b.rungKey), template(b.channel), template(b.presenceKey),
 	}}
+	if env.Listed != nil {
+		part.Listing = &redisscript.Listing{Arg: publishFrameArg, Prefix: env.Listed.Prefix, Suffix: env.Listed.Suffix}
+	}
 	if env.Users == nil && env.Keep {
 		live := env
 		live.Keep = false
@@ -321,6 +330,9 @@ func (b *Bus) publishKeys(u string) []string {
 	return []string{b.streamKey(u), b.rungKey(u), b.channel(u), b.presenceKey(u)}
 }
 
+// publishFrameArg is the index of the frame in publish.lua's ARGV.
+const publishFrameArg = 5
+
 // publishArgs checks env and returns publish.lua's ARGV for it.
 func (b *Bus) publishArgs(env bus.Envelope) ([]any, error) {
 	if n := len(env.Frame); n < 2 || env.Frame[0] != '{' || env.Frame[n-1] != '}' {
@@ -354,6 +366,9 @@ func header(env bus.Envelope) string {
 // are read in the same script. Errors reaching Redis wrap
 // bus.ErrUnavailable; the event may then have gone to some users only.
 func (b *Bus) Publish(ctx context.Context, env bus.Envelope) ([]bus.Reach, error) {
+	if env.Listed != nil {
+		return nil, bus.ErrListed
+	}
 	args, err := b.publishArgs(env)
 	if err != nil {
 		return nil, err

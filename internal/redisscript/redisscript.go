@@ -27,7 +27,8 @@ type Main struct {
 	// was given. It returns the users the part runs for and whether they
 	// hear the event only live (the part then gets Part.LiveArgs), or nil
 	// when the part must not run (the change was refused, or is not to be
-	// announced here).
+	// announced here); third, for a Part with a Listing, the users its
+	// frame lists.
 	Audience string
 	// After is the body of a Lua function of (r, X), X being the after
 	// arguments Args was given, run once the part ran for every user
@@ -50,6 +51,19 @@ type Part struct {
 	// LiveArgs replace Args when the audience hears the event only live;
 	// nil: Args all the same.
 	LiveArgs []any
+	// Listing, when set, is a frame that lists users the main decides (a
+	// timeout's, those it timed out): the part's argument Arg (1-based, in
+	// Args and LiveArgs alike) becomes Prefix, the JSON strings of the
+	// users the Audience names third, joined by commas, and Suffix.
+	Listing *Listing
+}
+
+// Listing is a frame argument completed in the script: see Part.Listing.
+// The users are IDs as package ids admits them (no control characters),
+// written as encoding/json writes strings, byte for byte.
+type Listing struct {
+	Arg            int
+	Prefix, Suffix string
 }
 
 // Template makes a key of a user: Before + user + After.
@@ -71,9 +85,9 @@ var (
 //
 // The joined script returns {r} when the part did not run (r: what
 // m.Body returned); {r, {reply, ...}} when it ran for every user, one reply
-// per user; or {r, message} when it failed (raised an error) for one:
-// what m.Body did stands, and whatever the part did before the failure;
-// After did not run.
+// per user; or {r, message} when it failed (raised an error) for one, or
+// could not run, its Listing named by no one: what m.Body did stands, and
+// whatever the part did before the failure; After did not run.
 func Join(m Main, part string) *Joined {
 	joinedMu.Lock()
 	defer joinedMu.Unlock()
@@ -109,8 +123,8 @@ local function slice(t, from, n)
   return out
 end
 local mk, ma, nx, nu = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local nt, pa, pl = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local i = 8
+local nt, pa, pl, nl = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local i = 9
 local mkeys, margs = slice(KEYS, 1, mk), slice(ARGV, i, ma)
 i = i + ma
 local x = slice(ARGV, i, nx)
@@ -125,11 +139,45 @@ local largs = pargs
 if pl > 0 then
   largs = slice(ARGV, i, pl)
 end
+i = i + pl
+local listing = slice(ARGV, i, nl)
+
+-- jstr writes s as encoding/json does (HTML characters and the two line
+-- separators escaped); s has no control characters.
+local escapes = {['"'] = '\\"', ['\\'] = '\\\\', ['<'] = '\\u003c', ['>'] = '\\u003e', ['&'] = '\\u0026'}
+local function jstr(s)
+  s = string.gsub(s, '["\\<>&]', escapes)
+  s = string.gsub(s, '\226\128\168', '\\u2028')
+  s = string.gsub(s, '\226\128\169', '\\u2029')
+  return '"' .. s .. '"'
+end
 
 local r = main(mkeys, margs)
-local users, live = audience(r, mkeys, margs, given)
+local users, live, listed = audience(r, mkeys, margs, given)
 if not users then
   return {r}
+end
+if nl > 0 then
+  if not listed then
+    return {r, 'redisscript: the audience named nobody for the listing'}
+  end
+  local items = {}
+  for _, u in ipairs(listed) do
+    items[#items + 1] = jstr(u)
+  end
+  local at = tonumber(listing[1])
+  local frame = listing[2] .. table.concat(items, ',') .. listing[3]
+  local function with(t)
+    local out = {}
+    for k, v in ipairs(t) do
+      out[k] = v
+    end
+    out[at] = frame
+    return out
+  end
+  local same = largs == pargs
+  pargs = with(pargs)
+  largs = same and pargs or with(largs)
 end
 local replies = {}
 for _, u in ipairs(users) do
@@ -170,9 +218,12 @@ func (j *Joined) Script() *redis.Script { return j.script }
 // Args lays out the keys and arguments of one run: the main's keys and
 // arguments, After's arguments, and the part.
 func Args(mainKeys []string, mainArgs, after []any, p Part) ([]string, []any) {
-	args := make([]any, 0, 7+len(mainArgs)+len(after)+len(p.Users)+2*len(p.Keys)+len(p.Args)+len(p.LiveArgs))
-	args = append(args, len(mainArgs), len(after), len(p.Users), len(p.Keys), len(p.Args), len(p.LiveArgs))
-	args = append([]any{len(mainKeys)}, args...)
+	var listing []any
+	if p.Listing != nil {
+		listing = []any{p.Listing.Arg, p.Listing.Prefix, p.Listing.Suffix}
+	}
+	args := make([]any, 0, 8+len(mainArgs)+len(after)+len(p.Users)+2*len(p.Keys)+len(p.Args)+len(p.LiveArgs)+len(listing))
+	args = append(args, len(mainKeys), len(mainArgs), len(after), len(p.Users), len(p.Keys), len(p.Args), len(p.LiveArgs), len(listing))
 	args = append(args, mainArgs...)
 	args = append(args, after...)
 	for _, u := range p.Users {
@@ -183,6 +234,7 @@ func Args(mainKeys []string, mainArgs, after []any, p Part) ([]string, []any) {
 	}
 	args = append(args, p.Args...)
 	args = append(args, p.LiveArgs...)
+	args = append(args, listing...)
 	return mainKeys, args
 }
 

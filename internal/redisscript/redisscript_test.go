@@ -2,6 +2,7 @@ package redisscript_test
 
 import (
 	"context"
+	"encoding/json"
 	"reflect"
 	"strings"
 	"testing"
@@ -102,5 +103,49 @@ func TestJoin(t *testing.T) {
 	}
 	if ranAfter := after(); len(list("d")) != 1 || len(list("e")) != 0 || ranAfter {
 		t.Errorf("after a failure: d has %d (want 1, done before), e %d (want 0), After ran %v (want not)", len(list("d")), len(list("e")), ranAfter)
+	}
+}
+
+// TestListing: a part's frame argument completed in the script, listing
+// the users the audience names third, each written as encoding/json writes
+// a string, in both the live and the kept arguments; an audience that names
+// nobody for a listing fails the part rather than send the bare template.
+func TestListing(t *testing.T) {
+	ctx := context.Background()
+	c, prefix := redistest.NewClient(t)
+	m := redisscript.Main{
+		Body: "#!lua\nreturn tonumber(ARGV[1])\n",
+		Audience: `if r == 1 then return {'a', 'b'}, true, {'a', 'x"<y>&\\z'} end
+if r == 2 then return {'a'}, false end
+return {'a', 'b'}, false, {}`,
+		After: "",
+	}
+	const part = "#!lua\nreturn ARGV[2]\n"
+	j := redisscript.Join(m, part)
+	run := func(mode string) ([]any, string) {
+		t.Helper()
+		p := redisscript.Part{Body: part, Args: []any{"k", "kept"}, LiveArgs: []any{"l", "live"},
+			Keys:    []redisscript.Template{{Before: prefix + "u:", After: ""}},
+			Listing: &redisscript.Listing{Arg: 2, Prefix: `{"list":[`, Suffix: `]}`}}
+		keys, args := redisscript.Args([]string{prefix + "m"}, []any{mode}, nil, p)
+		v, err := j.Script().Run(ctx, c, keys, args...).Result()
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		_, replies, _, partErr, ok := redisscript.Reply(v)
+		if !ok {
+			t.Fatalf("Reply(%v) not understood", v)
+		}
+		return replies, partErr
+	}
+	want, _ := json.Marshal(map[string][]string{"list": {"a", `x"<y>&\z`}})
+	if replies, partErr := run("1"); partErr != "" || !reflect.DeepEqual(replies, []any{string(want), string(want)}) {
+		t.Errorf("live audience: replies %v (part error %q), want %s for each", replies, partErr, want)
+	}
+	if replies, _ := run("3"); !reflect.DeepEqual(replies, []any{`{"list":[]}`, `{"list":[]}`}) {
+		t.Errorf("kept audience listing nobody: replies %v, want the empty list for each", replies)
+	}
+	if _, partErr := run("2"); !strings.Contains(partErr, "listing") {
+		t.Errorf("an audience naming nobody for the listing: part error %q, want it refused", partErr)
 	}
 }

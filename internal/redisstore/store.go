@@ -320,9 +320,11 @@ end
 return users, false`
 
 // changeAudience: the inviter and every invitee, read from the invitation
-// transition.lua returns, once the change is applied; they hear it only
-// live when the invitation was sent with onlineUserOnly. Nobody, when an
-// earlier change is still in the outbox: its event goes first, and the
+// transition.lua returns, once the change is applied; for a timeout the
+// inviter and the invitees it timed out (transition.lua's changed, in the
+// invitees' order), who are also the users its frame lists. They hear it
+// only live when the invitation was sent with onlineUserOnly. Nobody, when
+// an earlier change is still in the outbox: its event goes first, and the
 // caller announces them in order.
 const changeAudience = `if r[1] ~= 0 then
   return nil
@@ -339,6 +341,12 @@ for k in pairs(f) do
   end
 end
 local out = {f['inviter']}
+if ARGV[1] == 'timeout' then
+  for _, u in ipairs(r[3]) do
+    out[#out + 1] = u
+  end
+  return out, f['oo'] == '1', r[3]
+end
 local s = f['invitees'] or ''
 local i = 1
 while i <= #s do

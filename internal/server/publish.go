@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/signald/signald/internal/bus"
@@ -33,6 +34,9 @@ func NewPublisher(b bus.Bus, reg prometheus.Registerer) (*Publisher, error) {
 // adds each user's eventID. A bus error is the engine's to handle: it
 // publishes again, and ev.Once keeps anyone from getting the event twice.
 func (p *Publisher) Publish(ctx context.Context, ev invite.Event) ([][]string, error) {
+	if ev.ListedInStep {
+		return nil, bus.ErrListed
+	}
 	env := envelope(ev)
 	reach, err := p.bus.Publish(ctx, env)
 	if err != nil {
@@ -104,7 +108,22 @@ func envelope(ev invite.Event) bus.Envelope {
 	if ev.Kind == invite.EvNewInvitation {
 		env.InviteID = ev.InviteID
 	}
+	if ev.ListedInStep {
+		env.Users = nil
+		env.Listed = listed(ev)
+		env.Frame = []byte(env.Listed.Prefix + env.Listed.Suffix)
+	}
 	return env
+}
+
+// listed splits ev's frame where its list of invitees goes, the step to
+// write them: the frame encoded listing one user, NUL (which no ID holds),
+// cut around that user's JSON string.
+func listed(ev invite.Event) *bus.Listed {
+	ev.InviteeList = []string{"\x00"}
+	frame := string(encodeEvent(ev))
+	prefix, suffix, _ := strings.Cut(frame, `"\u0000"`)
+	return &bus.Listed{Prefix: prefix, Suffix: suffix}
 }
 
 // newInvitationEvent is the onReceiveNewInvitation of inv, with its current
