@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"regexp"
@@ -224,21 +225,32 @@ func TestCallMetrics(t *testing.T) {
 // /metrics writes them) to have the value wanted.
 func checkSeries(t *testing.T, dm *daemon, want map[string]float64) {
 	t.Helper()
-	_, body := dm.get("/metrics")
-	for series, v := range want {
-		line := ""
-		for _, l := range strings.Split(body, "\n") {
-			if rest, ok := strings.CutPrefix(l, series+" "); ok {
-				line = rest
+	// A change's event can reach its users before the engine has counted
+	// it: a store that publishes in the change's step (Redis) delivers it
+	// before it answers. Wait for the counts.
+	eventually(t, "the series", func() error {
+		_, body := dm.get("/metrics")
+		var wrong []string
+		for series, v := range want {
+			line := ""
+			for _, l := range strings.Split(body, "\n") {
+				if rest, ok := strings.CutPrefix(l, series+" "); ok {
+					line = rest
+				}
+			}
+			var got float64
+			if _, err := fmt.Sscan(line, &got); err != nil {
+				wrong = append(wrong, fmt.Sprintf("no series %s", series))
+			} else if got != v {
+				wrong = append(wrong, fmt.Sprintf("%s = %v, want %v", series, got, v))
 			}
 		}
-		var got float64
-		if _, err := fmt.Sscan(line, &got); err != nil {
-			t.Errorf("no series %s", series)
-		} else if got != v {
-			t.Errorf("%s = %v, want %v", series, got, v)
+		if len(wrong) > 0 {
+			slices.Sort(wrong)
+			return errors.New(strings.Join(wrong, "; "))
 		}
-	}
+		return nil
+	})
 }
 
 // TestErrorRepliesAreTheSameOnEveryStore: an error reply's desc is the one
