@@ -5,10 +5,14 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"slices"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/signald/signald/client"
+	"github.com/signald/signald/internal/app"
+	"github.com/signald/signald/internal/apptest"
 	"github.com/signald/signald/internal/hub"
 	sig "github.com/signald/signald/internal/invite"
 	"github.com/signald/signald/internal/redisbus"
@@ -88,4 +92,26 @@ func TestEndedAtOnceLeavesNothing(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestOnlineUserOnlyTimeoutIsNotKept: the timeout of an onlineUserOnly
+// invitation reaches the inviter and the invitee live, listing the
+// invitee, and is kept for neither (no eventID, nothing to replay), on
+// every store: on a single Redis its step writes it with the live
+// arguments.
+func TestOnlineUserOnlyTimeoutIsNotKept(t *testing.T) {
+	apptest.ForEachBackend(t, func(t *testing.T, o app.Options) {
+		dm := startDaemon(t, o)
+		alice, bob := dm.login("alice"), dm.login("bob")
+		id := invite(t, alice, map[string]any{"invitee": "bob", "data": "", "timeout": 1, "onlineUserOnly": true})
+		if f := expectEvent(t, bob, "onReceiveNewInvitation", id); f.EventID != "" {
+			t.Errorf("the ring carries eventID %q, want none", f.EventID)
+		}
+		for name, c := range map[string]*client.Conn{"alice": alice, "bob": bob} {
+			f := expectEvent(t, c, "onInvitationTimeout", id)
+			if f.EventID != "" || !slices.Equal(f.InviteeList, []string{"bob"}) {
+				t.Errorf("%s's timeout: eventID %q, inviteeList %v; want none and [bob]", name, f.EventID, f.InviteeList)
+			}
+		}
+	})
 }

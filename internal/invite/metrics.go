@@ -59,7 +59,7 @@ func (m *metrics) register(reg prometheus.Registerer, backlog func() int) error 
 	})
 	m.lateness = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "signald_timeout_lateness_seconds",
-		Help:    "How long after its deadline a timeout fired here was applied (its announcement follows).",
+		Help:    "How long after its deadline a timeout fired here was taken up: claimed, then applied and announced at once.",
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 	})
 	m.active = prometheus.NewGauge(prometheus.GaugeOpts{

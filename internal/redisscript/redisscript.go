@@ -59,8 +59,9 @@ type Part struct {
 }
 
 // Listing is a frame argument completed in the script: see Part.Listing.
-// The users are IDs as package ids admits them (no control characters),
-// written as encoding/json writes strings, byte for byte.
+// The users are IDs as package ids admits them (valid UTF-8, no control
+// characters), written as encoding/json writes strings, byte for byte; a
+// listing of nobody, or of an ID with a control character, fails the part.
 type Listing struct {
 	Arg            int
 	Prefix, Suffix string
@@ -158,11 +159,17 @@ if not users then
   return {r}
 end
 if nl > 0 then
-  if not listed then
+  -- A listing of nobody (encoding/json leaves an empty list out), or of an
+  -- ID with a control character (which jstr does not escape), is not
+  -- written here: the part fails, and the caller publishes the event itself.
+  if not listed or #listed == 0 then
     return {r, 'redisscript: the audience named nobody for the listing'}
   end
   local items = {}
   for _, u in ipairs(listed) do
+    if string.find(u, '[%z\1-\31]') then
+      return {r, 'redisscript: a control character in a listed ID'}
+    end
     items[#items + 1] = jstr(u)
   end
   local at = tonumber(listing[1])

@@ -108,8 +108,10 @@ func TestJoin(t *testing.T) {
 
 // TestListing: a part's frame argument completed in the script, listing
 // the users the audience names third, each written as encoding/json writes
-// a string, in both the live and the kept arguments; an audience that names
-// nobody for a listing fails the part rather than send the bare template.
+// a string, in the live arguments for a live audience and in the kept ones
+// otherwise. A listing of nobody (encoding/json would leave the list out)
+// or of an ID with a control character fails the part, for the caller to
+// publish the event itself.
 func TestListing(t *testing.T) {
 	ctx := context.Background()
 	c, prefix := redistest.NewClient(t)
@@ -117,14 +119,16 @@ func TestListing(t *testing.T) {
 		Body: "#!lua\nreturn tonumber(ARGV[1])\n",
 		Audience: `if r == 1 then return {'a', 'b'}, true, {'a', 'x"<y>&\\z'} end
 if r == 2 then return {'a'}, false end
-return {'a', 'b'}, false, {}`,
+if r == 3 then return {'a', 'b'}, false, {} end
+if r == 4 then return {'a'}, false, {'a'} end
+return {'a'}, false, {'tab\there'}`,
 		After: "",
 	}
-	const part = "#!lua\nreturn ARGV[2]\n"
+	const part = "#!lua\nreturn ARGV[1] .. ARGV[2]\n"
 	j := redisscript.Join(m, part)
 	run := func(mode string) ([]any, string) {
 		t.Helper()
-		p := redisscript.Part{Body: part, Args: []any{"k", "kept"}, LiveArgs: []any{"l", "live"},
+		p := redisscript.Part{Body: part, Args: []any{"kept:", "template"}, LiveArgs: []any{"live:", "template"},
 			Keys:    []redisscript.Template{{Before: prefix + "u:", After: ""}},
 			Listing: &redisscript.Listing{Arg: 2, Prefix: `{"list":[`, Suffix: `]}`}}
 		keys, args := redisscript.Args([]string{prefix + "m"}, []any{mode}, nil, p)
@@ -139,13 +143,15 @@ return {'a', 'b'}, false, {}`,
 		return replies, partErr
 	}
 	want, _ := json.Marshal(map[string][]string{"list": {"a", `x"<y>&\z`}})
-	if replies, partErr := run("1"); partErr != "" || !reflect.DeepEqual(replies, []any{string(want), string(want)}) {
-		t.Errorf("live audience: replies %v (part error %q), want %s for each", replies, partErr, want)
+	if replies, partErr := run("1"); partErr != "" || !reflect.DeepEqual(replies, []any{"live:" + string(want), "live:" + string(want)}) {
+		t.Errorf("live audience: replies %v (part error %q), want live:%s for each", replies, partErr, want)
 	}
-	if replies, _ := run("3"); !reflect.DeepEqual(replies, []any{`{"list":[]}`, `{"list":[]}`}) {
-		t.Errorf("kept audience listing nobody: replies %v, want the empty list for each", replies)
+	if replies, partErr := run("4"); partErr != "" || !reflect.DeepEqual(replies, []any{`kept:{"list":["a"]}`}) {
+		t.Errorf("kept audience: replies %v (part error %q), want the kept arguments listing a", replies, partErr)
 	}
-	if _, partErr := run("2"); !strings.Contains(partErr, "listing") {
-		t.Errorf("an audience naming nobody for the listing: part error %q, want it refused", partErr)
+	for mode, why := range map[string]string{"2": "no listing named", "3": "a listing of nobody", "5": "a control character"} {
+		if replies, partErr := run(mode); partErr == "" || replies != nil {
+			t.Errorf("%s: replies %v, part error %q; want the part failed", why, replies, partErr)
+		}
 	}
 }

@@ -63,6 +63,9 @@ func (p *Publisher) Prepare(ev invite.Event) (invite.PreparedEvent, bool, error)
 		return invite.PreparedEvent{}, false, nil
 	}
 	env := envelope(ev)
+	if ev.ListedInStep && env.Listed == nil {
+		return invite.PreparedEvent{}, false, nil // a kind without a list: published after its step
+	}
 	payload, done, ok, err := bp.PreparePublish(env)
 	if err != nil || !ok {
 		return invite.PreparedEvent{}, false, err
@@ -111,18 +114,23 @@ func envelope(ev invite.Event) bus.Envelope {
 	if ev.ListedInStep {
 		env.Users = nil
 		env.Listed = listed(ev)
-		env.Frame = []byte(env.Listed.Prefix + env.Listed.Suffix)
+		if env.Listed != nil {
+			env.Frame = []byte(env.Listed.Prefix + env.Listed.Suffix)
+		}
 	}
 	return env
 }
 
 // listed splits ev's frame where its list of invitees goes, the step to
 // write them: the frame encoded listing one user, NUL (which no ID holds),
-// cut around that user's JSON string.
+// cut around that user's JSON string. Nil when the frame has no such list.
 func listed(ev invite.Event) *bus.Listed {
 	ev.InviteeList = []string{"\x00"}
 	frame := string(encodeEvent(ev))
-	prefix, suffix, _ := strings.Cut(frame, `"\u0000"`)
+	prefix, suffix, ok := strings.Cut(frame, `"\u0000"`)
+	if !ok {
+		return nil
+	}
 	return &bus.Listed{Prefix: prefix, Suffix: suffix}
 }
 

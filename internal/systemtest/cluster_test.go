@@ -45,8 +45,8 @@ func TestRedisCluster(t *testing.T) {
 	if st := alice.states(id3); st["alice"] != "timeout" {
 		t.Fatalf("getSignalingInfo after the timeout: %v", st)
 	}
-	// Its event can reach the devices before the engine has counted it
-	// (published in its step): wait for the count.
+	// The count is read from /metrics, which is not the devices' path (on
+	// a single Redis an event even comes before its count): wait for it.
 	eventually(t, "the timeout counted once", func() error {
 		if fired := n1.metric("signald_timeouts_fired_total") + n2.metric("signald_timeouts_fired_total"); fired != 1 {
 			return fmt.Errorf("timeouts fired %v times over the two instances, want 1", fired)
