@@ -87,8 +87,9 @@ var (
 // The joined script returns {r} when the part did not run (r: what
 // m.Body returned); {r, {reply, ...}} when it ran for every user, one reply
 // per user; or {r, message} when it failed (raised an error) for one, or
-// could not run, its Listing named by no one: what m.Body did stands, and
-// whatever the part did before the failure; After did not run.
+// could not run (its Listing names nobody, or an ID it cannot write): what
+// m.Body did stands, and whatever the part did before the failure; After
+// did not run.
 func Join(m Main, part string) *Joined {
 	joinedMu.Lock()
 	defer joinedMu.Unlock()
