@@ -243,12 +243,9 @@ func (e *Engine) Invite(ctx context.Context, c Caller, req InviteRequest) (strin
 		// kept and published with the invitation, its outbox entry
 		// recorded all the same, so that pushes and a failed part are
 		// carried out as for any announcement.
-		var ok bool
+		ok := false
 		if ev, known := e.eventOf(inv, token, inv.Unannounced[token]); known {
-			if ring, ok, err = e.preparer.Prepare(ev); err != nil {
-				e.log.Error("readying a ring for its invitation's step failed; it is published after", "inviteID", inv.ID, "err", err)
-				ok = false
-			}
+			ring, ok = e.prepare(ev)
 		}
 		if ok {
 			ring.Complete = !e.pushed(inv)
@@ -269,10 +266,7 @@ func (e *Engine) Invite(ctx context.Context, c Caller, req InviteRequest) (strin
 	if inv.Deadline > 0 {
 		e.noteDeadline(inv.Deadline)
 	}
-	if published && e.doneInStep(ctx, inv, token, ring, report) {
-		return inv.ID, nil
-	}
-	e.announce(ctx, inv)
+	e.finish(ctx, inv, token, ring, report, published)
 	return inv.ID, nil
 }
 
@@ -376,30 +370,13 @@ func (e *Engine) change(ctx context.Context, c Caller, id string, act Action, da
 	}
 	// One step for the change and its event where the store can (see
 	// Invite); the store reads the audience.
-	var (
-		ev        PreparedEvent
-		ok        bool
-		report    []any
-		published bool
-		out       Outcome
-		err       error
-	)
+	var pe *Event
 	if e.publishing != nil {
-		if pe, known := answerEvent(id, token, Announcement{Action: act, Actor: c.User, Data: data, Origin: ch.Origin}); known {
-			if ev, ok, err = e.preparer.Prepare(pe); err != nil {
-				e.log.Error("readying an event for its change's step failed; it is published after", "inviteID", id, "err", err)
-				ok = false
-			}
+		if ev, known := answerEvent(id, token, Announcement{Action: act, Actor: c.User, Data: data, Origin: ch.Origin}); known {
+			pe = &ev
 		}
 	}
-	if ok {
-		// Without a pusher nothing but the event is left to do; with one,
-		// whether the invitation is pushed is known only once it is read.
-		ev.Complete = e.pusher == nil
-		out, report, published, err = e.publishing.ApplyPublishing(ctx, id, ch, ev)
-	} else {
-		out, err = e.store.Apply(ctx, id, ch)
-	}
+	out, ev, report, published, err := e.apply(ctx, id, ch, pe)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrForbidden) || errors.Is(err, ErrEnded) {
 			// Refused, so nothing to announce: drop its outbox entry now
@@ -413,11 +390,49 @@ func (e *Engine) change(ctx context.Context, c Caller, id string, act Action, da
 		e.active.Dec()
 	}
 	e.changed(out, now)
-	if published && e.doneInStep(ctx, out.Invitation, token, ev, report) {
-		return nil
-	}
-	e.announce(ctx, out.Invitation)
+	e.finish(ctx, out.Invitation, token, ev, report, published)
 	return nil
+}
+
+// prepare readies ev for the step that makes its change (EventPreparer);
+// ok is false when it cannot be, and the event is published after.
+func (e *Engine) prepare(ev Event) (PreparedEvent, bool) {
+	pe, ok, err := e.preparer.Prepare(ev)
+	if err != nil {
+		e.log.Error("readying an event for its change's step failed; it is published after", "inviteID", ev.InviteID, "event", ev.Kind, "err", err)
+		return PreparedEvent{}, false
+	}
+	return pe, ok
+}
+
+// apply applies ch to invitation id and, where the store can
+// (PublishingStore) and ev is not nil, publishes ev in the same step;
+// published reports whether it did, prepared and report being what
+// finish reads then.
+func (e *Engine) apply(ctx context.Context, id string, ch Change, ev *Event) (out Outcome, prepared PreparedEvent, report []any, published bool, err error) {
+	ok := false
+	if e.publishing != nil && ev != nil {
+		prepared, ok = e.prepare(*ev)
+	}
+	if !ok {
+		out, err = e.store.Apply(ctx, id, ch)
+		return out, prepared, nil, false, err
+	}
+	// Without a pusher nothing but the event is left to do; with one,
+	// whether the invitation is pushed is known only once it is read.
+	prepared.Complete = e.pusher == nil
+	out, report, published, err = e.publishing.ApplyPublishing(ctx, id, ch, prepared)
+	return out, prepared, report, published, err
+}
+
+// finish announces the change to inv made under token, unless its event
+// was published in its step (published), which leaves only its pushes and
+// its outbox entry to see to (doneInStep).
+func (e *Engine) finish(ctx context.Context, inv *Invitation, token string, prepared PreparedEvent, report []any, published bool) {
+	if published && e.doneInStep(ctx, inv, token, prepared, report) {
+		return
+	}
+	e.announce(ctx, inv)
 }
 
 // Get returns the invitation for getSignalingInfo. Errors: ErrInvalid,

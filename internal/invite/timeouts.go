@@ -170,36 +170,14 @@ func (e *Engine) fire(ctx context.Context, id string, now time.Time) bool {
 	// One step for the timeout and its event where the store can (see
 	// change): who timed out is decided in the step, so the store's script
 	// lists them in the frame.
-	var (
-		ev        PreparedEvent
-		ok        bool
-		report    []any
-		published bool
-		out       Outcome
-		err       error
-	)
-	if e.publishing != nil {
-		if ev, ok, err = e.preparer.Prepare(Event{Kind: EvTimeout, InviteID: id, Once: "ann:" + token, ListedInStep: true}); err != nil {
-			e.log.Error("readying a timeout's event for its step failed; it is published after", "inviteID", id, "err", err)
-			ok = false
-		}
-	}
-	if ok {
-		ev.Complete = e.pusher == nil
-		out, report, published, err = e.publishing.ApplyPublishing(ctx, id, ch, ev)
-	} else {
-		out, err = e.store.Apply(ctx, id, ch)
-	}
+	out, ev, report, published, err := e.apply(ctx, id, ch, &Event{Kind: EvTimeout, InviteID: id, Once: "ann:" + token, ListedInStep: true})
 	switch {
 	case err == nil:
 		e.timeoutsFired.Inc()
 		e.lateness.Observe(float64(ms-out.Invitation.Deadline) / 1000)
 		e.active.Dec()
 		e.changed(out, ms)
-		if published && e.doneInStep(ctx, out.Invitation, token, ev, report) {
-			return true
-		}
-		e.announce(ctx, out.Invitation)
+		e.finish(ctx, out.Invitation, token, ev, report, published)
 		return true
 	case errors.Is(err, ErrEnded), errors.Is(err, ErrNotFound):
 		e.out.forget(id, token)
