@@ -3,22 +3,14 @@ package app_test
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"slices"
 	"testing"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/signald/signald/client"
 	"github.com/signald/signald/internal/app"
 	"github.com/signald/signald/internal/apptest"
-	"github.com/signald/signald/internal/hub"
 	sig "github.com/signald/signald/internal/invite"
-	"github.com/signald/signald/internal/redisbus"
-	"github.com/signald/signald/internal/redisstore"
 	"github.com/signald/signald/internal/redistest"
-	"github.com/signald/signald/internal/server"
 )
 
 // TestEndedAtOnceLeavesNothing: an invitation whose retention has passed by
@@ -28,70 +20,35 @@ import (
 // holding only the entry's done marker, without expiry: a key kept forever
 // per call, and getSignalingInfo answering 90994 instead of 8010.
 func TestEndedAtOnceLeavesNothing(t *testing.T) {
-	for _, withPusher := range []bool{false, true} {
-		name := "complete(no pusher)"
-		if withPusher {
-			name = "pusher"
+	eachPusher(t, func(t *testing.T, pusher sig.OfflinePusher) {
+		ctx := context.Background()
+		c, prefix := redistest.NewClient(t)
+		cfg := sig.DefaultConfig()
+		cfg.Retention = 0
+		eng := newRedisEngine(t, c, prefix, redisEngineOptions{cfg: &cfg, pusher: pusher, runBus: true}).eng
+		alice := sig.Caller{User: "alice", Session: 1}
+		for _, end := range []string{"cancel", "reject"} {
+			id, err := eng.Invite(ctx, alice, sig.InviteRequest{Invitees: []string{"bob"}, Timeout: 30})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if end == "cancel" {
+				err = eng.Cancel(ctx, alice, id, "")
+			} else {
+				err = eng.Reject(ctx, sig.Caller{User: "bob", Session: 2}, id, "")
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			key := prefix + "inv:{" + id + "}"
+			if h := c.HGetAll(ctx, key).Val(); len(h) != 0 {
+				t.Errorf("%s: the ended invitation left %v (PTTL %v)", end, h, c.PTTL(ctx, key).Val())
+			}
+			if _, err := eng.Get(ctx, alice, id); !errors.Is(err, sig.ErrNotFound) {
+				t.Errorf("%s: getSignalingInfo after the end: %v, want ErrNotFound", end, err)
+			}
 		}
-		t.Run(name, func(t *testing.T) {
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			c, prefix := redistest.NewClient(t)
-			reg := prometheus.NewRegistry()
-			logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-			store, err := redisstore.New(redisstore.Options{Client: c, Prefix: prefix})
-			if err != nil {
-				t.Fatal(err)
-			}
-			hb, err := hub.NewHub(reg, sig.EventNames()...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			bs, err := redisbus.New(redisbus.Options{Client: c, Prefix: prefix, Node: "n1", Hub: hb, Logger: logger})
-			if err != nil {
-				t.Fatal(err)
-			}
-			busDone := make(chan error, 1)
-			go func() { busDone <- bs.Run(ctx) }()
-			defer func() { cancel(); <-busDone }()
-			pub, err := server.NewPublisher(bs, reg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			deps := sig.Deps{Store: store, Quotas: store, Groups: store, Publisher: pub, Logger: logger, Registry: reg, Node: "n1"}
-			if withPusher {
-				deps.Pusher = nopPusher{}
-			}
-			cfg := sig.DefaultConfig()
-			cfg.Retention = 0
-			eng, err := sig.NewEngine(cfg, deps)
-			if err != nil {
-				t.Fatal(err)
-			}
-			alice := sig.Caller{User: "alice", Session: 1}
-			for _, end := range []string{"cancel", "reject"} {
-				id, err := eng.Invite(ctx, alice, sig.InviteRequest{Invitees: []string{"bob"}, Timeout: 30})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if end == "cancel" {
-					err = eng.Cancel(ctx, alice, id, "")
-				} else {
-					err = eng.Reject(ctx, sig.Caller{User: "bob", Session: 2}, id, "")
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
-				key := prefix + "inv:{" + id + "}"
-				if h := c.HGetAll(ctx, key).Val(); len(h) != 0 {
-					t.Errorf("%s: the ended invitation left %v (PTTL %v)", end, h, c.PTTL(ctx, key).Val())
-				}
-				if _, err := eng.Get(ctx, alice, id); !errors.Is(err, sig.ErrNotFound) {
-					t.Errorf("%s: getSignalingInfo after the end: %v, want ErrNotFound", end, err)
-				}
-			}
-		})
-	}
+	})
 }
 
 // TestOnlineUserOnlyTimeoutIsNotKept: the timeout of an onlineUserOnly

@@ -3,8 +3,6 @@ package app_test
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -12,15 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/signald/signald/internal/hub"
 	sig "github.com/signald/signald/internal/invite"
-	"github.com/signald/signald/internal/redisbus"
-	"github.com/signald/signald/internal/redisstore"
 	"github.com/signald/signald/internal/redistest"
-	"github.com/signald/signald/internal/server"
 )
 
 // lossyProxy forwards TCP to Redis; when armed with a trigger, the first
@@ -124,83 +117,55 @@ func (nopPusher) End(context.Context, *sig.Invitation, []string, string, string)
 // sends it again. The request must still succeed, as it does with the
 // outbox entry kept (a pusher) and as transition.lua/create.lua promise.
 func TestLostReplyResent(t *testing.T) {
-	for _, withPusher := range []bool{true, false} {
-		name := "complete(no pusher)"
-		if withPusher {
-			name = "pusher"
+	eachPusher(t, func(t *testing.T, pusher sig.OfflinePusher) {
+		ctx := context.Background()
+		_, prefix := redistest.NewClient(t)
+		proxy := newLossyProxy(t, redistest.Addr(t))
+		c := redis.NewClient(&redis.Options{Addr: proxy.ln.Addr().String()})
+		t.Cleanup(func() { _ = c.Close() }) // after the bus stops: cleanups run last first
+		re := newRedisEngine(t, c, prefix, redisEngineOptions{pusher: pusher, runBus: true})
+		eng, store := re.eng, re.store
+		alice := sig.Caller{User: "alice", Session: 1}
+		bob := sig.Caller{User: "bob", Session: 2}
+		// Warm: load both joined scripts.
+		w, err := eng.Invite(ctx, alice, sig.InviteRequest{Invitees: []string{"bob"}, Timeout: 30})
+		if err != nil {
+			t.Fatal(err)
 		}
-		t.Run(name, func(t *testing.T) {
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			_, prefix := redistest.NewClient(t)
-			proxy := newLossyProxy(t, redistest.Addr(t))
-			c := redis.NewClient(&redis.Options{Addr: proxy.ln.Addr().String()})
-			defer c.Close()
-			reg := prometheus.NewRegistry()
-			logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-			store, err := redisstore.New(redisstore.Options{Client: c, Prefix: prefix})
-			if err != nil {
-				t.Fatal(err)
-			}
-			hb, _ := hub.NewHub(reg, sig.EventNames()...)
-			bs, err := redisbus.New(redisbus.Options{Client: c, Prefix: prefix, Node: "n1", Hub: hb, Logger: logger})
-			if err != nil {
-				t.Fatal(err)
-			}
-			busDone := make(chan error, 1)
-			go func() { busDone <- bs.Run(ctx) }()
-			defer func() { cancel(); <-busDone }()
-			pub, _ := server.NewPublisher(bs, reg)
-			deps := sig.Deps{Store: store, Quotas: store, Groups: store, Publisher: pub, Logger: logger, Registry: reg, Node: "n1"}
-			if withPusher {
-				deps.Pusher = nopPusher{}
-			}
-			eng, err := sig.NewEngine(sig.DefaultConfig(), deps)
-			if err != nil {
-				t.Fatal(err)
-			}
-			alice := sig.Caller{User: "alice", Session: 1}
-			bob := sig.Caller{User: "bob", Session: 2}
-			// Warm: load both joined scripts.
-			w, err := eng.Invite(ctx, alice, sig.InviteRequest{Invitees: []string{"bob"}, Timeout: 30})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := eng.Accept(ctx, bob, w, ""); err != nil {
-				t.Fatal(err)
-			}
+		if err := eng.Accept(ctx, bob, w, ""); err != nil {
+			t.Fatal(err)
+		}
 
-			// Invite, its reply lost.
-			proxy.arm("{zed}")
-			id, err := eng.Invite(ctx, alice, sig.InviteRequest{Invitees: []string{"zed"}, Timeout: 30})
-			if proxy.fired.Load() == 0 {
-				t.Fatal("the proxy did not drop a reply")
+		// Invite, its reply lost.
+		proxy.arm("{zed}")
+		id, err := eng.Invite(ctx, alice, sig.InviteRequest{Invitees: []string{"zed"}, Timeout: 30})
+		if proxy.fired.Load() == 0 {
+			t.Fatal("the proxy did not drop a reply")
+		}
+		if err != nil {
+			pend, _ := store.PendingFor(ctx, "zed", sig.Millis(time.Now()))
+			t.Errorf("invite, reply lost and retried: %v (errors.Is ErrExists: %v); yet zed has %d pending invitation(s) stored and rung",
+				err, errors.Is(err, sig.ErrExists), len(pend))
+			if id, err = eng.Invite(ctx, alice, sig.InviteRequest{Invitees: []string{"zed"}, Timeout: 30}); err != nil {
+				t.Fatal(err)
 			}
-			if err != nil {
-				pend, _ := store.PendingFor(ctx, "zed", sig.Millis(time.Now()))
-				t.Errorf("invite, reply lost and retried: %v (errors.Is ErrExists: %v); yet zed has %d pending invitation(s) stored and rung",
-					err, errors.Is(err, sig.ErrExists), len(pend))
-				if id, err = eng.Invite(ctx, alice, sig.InviteRequest{Invitees: []string{"zed"}, Timeout: 30}); err != nil {
-					t.Fatal(err)
-				}
+		}
+		// Accept, its reply lost.
+		zed := sig.Caller{User: "zed", Session: 3}
+		proxy.arm(id)
+		err = eng.Accept(ctx, zed, id, "")
+		if proxy.fired.Load() < 2 {
+			t.Fatal("the proxy did not drop the accept's reply")
+		}
+		if err != nil {
+			inv, _ := store.Get(ctx, id, sig.Millis(time.Now()))
+			st := sig.State("")
+			if inv != nil {
+				st = inv.States["zed"]
 			}
-			// Accept, its reply lost.
-			zed := sig.Caller{User: "zed", Session: 3}
-			proxy.arm(id)
-			err = eng.Accept(ctx, zed, id, "")
-			if proxy.fired.Load() < 2 {
-				t.Fatal("the proxy did not drop the accept's reply")
-			}
-			if err != nil {
-				inv, _ := store.Get(ctx, id, sig.Millis(time.Now()))
-				st := sig.State("")
-				if inv != nil {
-					st = inv.States["zed"]
-				}
-				t.Errorf("accept, reply lost and retried: %v (ErrEnded: %v); stored state of zed: %q", err, errors.Is(err, sig.ErrEnded), st)
-			}
-		})
-	}
+			t.Errorf("accept, reply lost and retried: %v (ErrEnded: %v); stored state of zed: %q", err, errors.Is(err, sig.ErrEnded), st)
+		}
+	})
 }
 
 // TestLostModifyReplyNotReapplied: a modify whose reply is lost, while the
@@ -214,22 +179,9 @@ func TestLostModifyReplyNotReapplied(t *testing.T) {
 	proxy := newLossyProxy(t, redistest.Addr(t))
 	c := redis.NewClient(&redis.Options{Addr: proxy.ln.Addr().String()})
 	defer c.Close()
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	mk := func(cl *redis.Client, node string) (*sig.Engine, *redisstore.Store, *redisbus.Bus) {
-		reg := prometheus.NewRegistry()
-		store, _ := redisstore.New(redisstore.Options{Client: cl, Prefix: prefix})
-		hb, _ := hub.NewHub(reg, sig.EventNames()...)
-		bs, _ := redisbus.New(redisbus.Options{Client: cl, Prefix: prefix, Node: node, Hub: hb, Logger: logger})
-		pub, _ := server.NewPublisher(bs, reg)
-		eng, err := sig.NewEngine(sig.DefaultConfig(), sig.Deps{Store: store, Quotas: store, Groups: store, Publisher: pub, Logger: logger, Registry: reg, Node: node})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return eng, store, bs
-	}
-	engA, store, bsA := mk(c, "a")
-	_ = bsA
-	engB, _, _ := mk(direct, "b")
+	a := newRedisEngine(t, c, prefix, redisEngineOptions{node: "a"})
+	engA, store, bsA := a.eng, a.store, a.bus
+	engB := newRedisEngine(t, direct, prefix, redisEngineOptions{node: "b"}).eng
 	alice := sig.Caller{User: "alice", Session: 1}
 	alice2 := sig.Caller{User: "alice", Session: 9}
 	id, err := engA.Invite(ctx, alice, sig.InviteRequest{Invitees: []string{"bob"}, Timeout: 60})

@@ -13,12 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/signald/signald/internal/hub"
 	sig "github.com/signald/signald/internal/invite"
-	"github.com/signald/signald/internal/redisbus"
-	"github.com/signald/signald/internal/redisstore"
 	"github.com/signald/signald/internal/redistest"
-	"github.com/signald/signald/internal/server"
 )
 
 // tripLog is a client hook that records, per round trip to Redis (a
@@ -135,34 +131,9 @@ func TestInviteIsOneRoundTrip(t *testing.T) {
 	c, prefix := redistest.NewClient(t)
 	trips := &tripLog{}
 	c.AddHook(trips)
-	reg := prometheus.NewRegistry()
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	store, err := redisstore.New(redisstore.Options{Client: c, Prefix: prefix})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hb, err := hub.NewHub(reg, sig.EventNames()...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bs, err := redisbus.New(redisbus.Options{Client: c, Prefix: prefix, Node: "n1", Hub: hb, Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	busDone := make(chan error, 1)
-	go func() { busDone <- bs.Run(ctx) }()
-	defer func() { cancel(); <-busDone }()
-	pub, err := server.NewPublisher(bs, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	rings := &ringLog{rings: map[string][][]string{}}
-	eng, err := sig.NewEngine(sig.DefaultConfig(), sig.Deps{
-		Store: store, Quotas: store, Groups: store, Publisher: pub, Pusher: rings, Logger: logger, Registry: reg, Node: "n1",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	re := newRedisEngine(t, c, prefix, redisEngineOptions{pusher: rings, runBus: true})
+	eng, store, bs, pub := re.eng, re.store, re.bus, re.pub
 	engDone := make(chan error, 1)
 	go func() { engDone <- eng.Run(ctx) }()
 	defer func() { cancel(); <-engDone }()
@@ -327,7 +298,8 @@ func TestInviteIsOneRoundTrip(t *testing.T) {
 	// With no offline pushes nothing is left to do once the event is
 	// published: the step forgets the outbox entry too.
 	quiet, err := sig.NewEngine(sig.DefaultConfig(), sig.Deps{
-		Store: store, Quotas: store, Groups: store, Publisher: pub, Logger: logger, Registry: prometheus.NewRegistry(), Node: "n2",
+		Store: store, Quotas: store, Groups: store, Publisher: pub, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Registry: prometheus.NewRegistry(), Node: "n2",
 	})
 	if err != nil {
 		t.Fatal(err)
